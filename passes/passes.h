@@ -1,0 +1,51 @@
+/* Graph-to-graph passes and the pass manager. Passes know nothing of devices or YAML. */
+#ifndef AIDOMM_PASSES_PASSES_H
+#define AIDOMM_PASSES_PASSES_H
+
+#include "ir/ir.h"
+
+/* ---- individual passes (each file starts with its one-line contract) ---- */
+ad_status_t pass_dce(ir_graph_t **g);       /* replaces *g with a graph without dead nodes */
+ad_status_t pass_cse(ir_graph_t **g);       /* never merges params, state effects, dropout */
+ad_status_t pass_constfold(ir_graph_t **g); /* folds CONST-only subgraphs, never random/state */
+
+/* Reverse-mode autodiff: appends to g the nodes computing d(loss)/d(wrt[i]) for a scalar
+ * loss value; out_grads[i] = value id or IR_NONE when wrt[i] does not reach the loss. */
+ad_status_t pass_autodiff(ir_graph_t *g, uint32_t loss, const uint32_t *wrt, uint32_t nwrt,
+                          uint32_t *out_grads);
+
+/* Job lowering: from the module's "forward" program builds
+ *   "train_step": forward + backward + AdamW into state (params, moments, step counter),
+ *                 outputs "loss", and for tests/grad checks "grad:<slot>" outputs when asked;
+ *   "eval":       forward with dropout removed, outputs "pred" and "loss". */
+typedef struct pass_train_options {
+  double beta1, beta2, eps, weight_decay;
+  int emit_grad_outputs; /* add an OUTPUT "grad:<slot name>" per trainable parameter */
+} pass_train_options_t;
+ad_status_t pass_lower_training(ir_module_t *m, const pass_train_options_t *opts);
+
+/* ---- memory planning ---- */
+typedef struct pass_memplan {
+  uint32_t nvalues;
+  int64_t *offset;    /* per value: byte offset in the arena, or -1 (state alias / no storage) */
+  int64_t *size;      /* per value: bytes at the bound */
+  int64_t peak_bytes; /* arena size */
+  int64_t total_bytes;/* sum of sizes: the peak without reuse */
+} pass_memplan_t;
+/* reuse=0 gives every value its own range (the debug switch). Caller frees with
+ * pass_memplan_free. */
+ad_status_t pass_memplan(const ir_graph_t *g, int reuse, pass_memplan_t *out);
+void pass_memplan_free(pass_memplan_t *p);
+
+/* ---- pass manager ---- */
+typedef struct pass_pipeline_options {
+  const char *print_before; /* pass name or "all" or NULL */
+  const char *print_after;
+  void *print_stream;       /* FILE*; stderr when NULL */
+} pass_pipeline_options_t;
+/* Runs the standard pipeline on every program: verify, dce, cse, constfold, verify. */
+ad_status_t pass_run_pipeline(ir_module_t *m, const pass_pipeline_options_t *o);
+/* Names of the registered passes, NULL-terminated (for --print-after validation). */
+const char *const *pass_names(void);
+
+#endif
