@@ -108,8 +108,7 @@ bool ir_dim_add(ir_dim_t a, ir_dim_t b, ir_dim_t *out) {
 
 bool ir_dim_add_const(ir_dim_t a, int64_t c, ir_dim_t *out) {
   if (a.div != 1) {
-    if (c % a.div != 0) return false;
-    a.cst += c * a.div;
+    a.cst += c * a.div; /* floor(x/k) + c == floor((x + c k)/k) */
   } else {
     a.cst += c;
   }

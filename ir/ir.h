@@ -236,6 +236,10 @@ const char *ir_node_attr_string(const ir_node_t *n, const char *key, const char 
  * returns its first output value id. Used by graph-to-graph passes. */
 uint32_t ir_clone_node(ir_graph_t *g, const ir_graph_t *src, const ir_node_t *n,
                        const uint32_t *mapped_inputs);
+/* "program 'p', node 'layers.0.attn.softmax' (softmax): <msg>" as INVALID_ARGUMENT; g may be
+ * NULL (kernels do not know their graph). */
+ad_status_t ir_node_error(const ir_graph_t *g, const ir_node_t *n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 /* Takes the sticky error (caller owns it) and clears it. */
 ad_status_t ir_graph_take_error(ir_graph_t *g);
 

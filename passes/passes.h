@@ -36,6 +36,9 @@ typedef struct pass_memplan {
  * pass_memplan_free. */
 ad_status_t pass_memplan(const ir_graph_t *g, int reuse, pass_memplan_t *out);
 void pass_memplan_free(pass_memplan_t *p);
+/* Human-readable plan (per value: offset, bytes, live node range, producer, type) for
+ * `aidommc inspect`. */
+void pass_memplan_print(const ir_graph_t *g, const pass_memplan_t *p, ad_buf_t *out);
 
 /* ---- pass manager ---- */
 typedef struct pass_pipeline_options {
@@ -47,5 +50,9 @@ typedef struct pass_pipeline_options {
 ad_status_t pass_run_pipeline(ir_module_t *m, const pass_pipeline_options_t *o);
 /* Names of the registered passes, NULL-terminated (for --print-after validation). */
 const char *const *pass_names(void);
+/* Prints the module to o->print_stream with the header "; *** IR before|after <pass> ***" when
+ * o asks for it (pass name or "all"); for passes the compiler runs itself ("lower-training"). */
+void pass_print_if(const pass_pipeline_options_t *o, const char *pass, int after,
+                   const ir_module_t *m);
 
 #endif

@@ -21,8 +21,8 @@
  *   CONFIG   the resolved YAML text
  *   MODULE   ir_serialize_module bytes
  *   MEMPLAN  per program: name, reuse flag, value count, per value (offset, size), peak, total
- *   JOB      JSON {kind, seed, max_steps, batch_size, optimizer {name, lr, beta1, beta2, eps,
- *                  weight_decay}}
+ *   JOB      JSON {kind, seed, max_steps, batch_size, max_length, dtype, optimizer {name, lr,
+ *                  beta1, beta2, eps, weight_decay}}
  *   CODE     code blobs (empty until codegen lands; always present)
  *
  * plan_read rejects anything malformed with one line naming the file and the reason, as a
@@ -81,7 +81,9 @@ typedef struct plan_job {
   plan_job_kind_t kind;
   int64_t seed;
   int64_t max_steps;
-  int64_t batch_size;
+  int64_t batch_size;   /* the bound of the batch symbol */
+  int64_t max_length;   /* the bound of the length symbol (data max_length) */
+  ir_dtype_t dtype;     /* compute precision (trainer.precision): f32 or f64 */
   /* AdamW; finite values only (JSON has no NaN/inf) */
   double lr, beta1, beta2, eps, weight_decay;
 } plan_job_t;

@@ -17,9 +17,6 @@ void ir_ops_register_attention(ir_op_info_t *table);   /* ir/ops/attention.c */
 void ir_ops_register_pool(ir_op_info_t *table);        /* ir/ops/pool.c */
 void ir_ops_register_train(ir_op_info_t *table);       /* ir/ops/train.c */
 
-/* "node 'layers.0.attn.softmax' (softmax): <msg>" as INVALID_ARGUMENT. */
-ad_status_t ir_node_error(const ir_graph_t *g, const ir_node_t *n, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
 /* Normalises a possibly negative axis; -1 when out of range. */
 int ir_norm_axis(int64_t axis, int rank);
 /* Numpy broadcasting of two types (dims equal, or one is the constant 1). */

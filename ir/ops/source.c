@@ -53,7 +53,7 @@ static ad_status_t slot_of(const ir_graph_t *g, const ir_node_t *n, const ir_sta
 }
 
 static ad_status_t infer_state_in(const ir_graph_t *g, const ir_node_t *n, ir_type_t *out) {
-  const ir_state_slot_t *slot;
+  const ir_state_slot_t *slot = NULL;
   AD_RETURN_IF_ERROR(slot_of(g, n, &slot));
   out[0] = slot->type;
   return AD_OK;
@@ -61,7 +61,7 @@ static ad_status_t infer_state_in(const ir_graph_t *g, const ir_node_t *n, ir_ty
 
 static ad_status_t infer_state_out(const ir_graph_t *g, const ir_node_t *n, ir_type_t *out) {
   (void)out;
-  const ir_state_slot_t *slot;
+  const ir_state_slot_t *slot = NULL;
   AD_RETURN_IF_ERROR(slot_of(g, n, &slot));
   if (!ir_type_equal(ir_in_type(g, n, 0), &slot->type))
     return ir_node_error(g, n, "writes a value whose type differs from slot '%s'", slot->name);

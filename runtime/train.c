@@ -1,0 +1,132 @@
+#include "runtime/train.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "runtime/threadpool.h"
+
+struct rt_trainer {
+  const plan_t *plan;
+  const ir_graph_t *g;
+  rt_state_t *state;
+  rt_exec_t *exec;
+  pass_memplan_t mp; /* view over the plan's memplan arrays (not owned) */
+  rt_threadpool_t *pool;
+};
+
+ad_status_t rt_trainer_create(const plan_t *p, rt_state_t *state, int nthreads,
+                              rt_trainer_t **out) {
+  *out = NULL;
+  const ir_graph_t *g = ir_module_find_program(p->module, "train_step");
+  if (!g) return ad_status_make(AD_STATUS_INVALID_ARGUMENT, "plan has no 'train_step' program");
+  const plan_memplan_t *pm = plan_find_memplan(p, "train_step");
+  if (!pm) return ad_status_make(AD_STATUS_INVALID_ARGUMENT, "plan has no memory plan for 'train_step'");
+  rt_trainer_t *t = calloc(1, sizeof *t);
+  if (!t) return ad_status_make(AD_STATUS_RESOURCE, "out of memory");
+  t->plan = p;
+  t->g = g;
+  t->state = state;
+  t->mp = (pass_memplan_t){pm->nvalues, pm->offset, pm->size, pm->peak_bytes, pm->total_bytes};
+  ad_status_t st = rt_exec_create(g, &t->mp, &t->exec);
+  if (!st) st = rt_threadpool_create(nthreads, &t->pool);
+  if (st) {
+    rt_trainer_free(t);
+    return st;
+  }
+  *out = t;
+  return AD_OK;
+}
+
+void rt_trainer_free(rt_trainer_t *t) {
+  if (!t) return;
+  rt_exec_free(t->exec);
+  rt_threadpool_free(t->pool);
+  free(t);
+}
+
+ad_status_t rt_trainer_step(rt_trainer_t *t, const rt_batch_t *batch, int64_t step, double lr,
+                            int64_t seed, double *loss) {
+  /* the feeds are the batch plus the runtime scalars of this step */
+  uint32_t n = batch->nfeeds;
+  rt_feed_t *feeds = calloc(n + 3, sizeof *feeds);
+  if (!feeds) return ad_status_make(AD_STATUS_RESOURCE, "out of memory");
+  memcpy(feeds, batch->feeds, sizeof *feeds * n);
+  feeds[n++] = (rt_feed_t){"step", &step, sizeof step};
+  feeds[n++] = (rt_feed_t){"lr", &lr, sizeof lr};
+  feeds[n++] = (rt_feed_t){"seed", &seed, sizeof seed};
+  /* only feed scalars the module declares, with their declared dtype */
+  uint32_t k = 0;
+  for (uint32_t i = 0; i < n; i++) {
+    if (i >= batch->nfeeds) {
+      const ir_scalar_decl_t *d = ir_module_find_scalar(t->g->module, feeds[i].name);
+      if (!d) continue;
+      if (ir_dtype_size(d->dtype) != feeds[i].bytes) {
+        free(feeds);
+        return ad_status_make(AD_STATUS_INVALID_ARGUMENT, "runtime scalar '%s' has dtype %s",
+                              d->name, ir_dtype_name(d->dtype));
+      }
+    }
+    feeds[k++] = feeds[i];
+  }
+  ad_status_t st = rt_exec_run(t->exec, t->state, batch->symvals, feeds, k,
+                               rt_threadpool_parallel(t->pool));
+  free(feeds);
+  if (st) return st;
+  const ir_tensor_t *l = rt_exec_output(t->exec, "loss");
+  if (!l) return ad_status_make(AD_STATUS_INVALID_ARGUMENT, "train_step has no 'loss' output");
+  *loss = l->dtype == IR_DTYPE_F64 ? *(const double *)l->data : (double)*(const float *)l->data;
+  return AD_OK;
+}
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+ad_status_t rt_run_plan(const plan_t *p, const rt_run_options_t *o) {
+  FILE *out = o && o->out ? o->out : stdout;
+  if (p->job.kind != PLAN_JOB_FIT)
+    return ad_status_make(AD_STATUS_UNIMPLEMENTED,
+                          "the '%s' job needs the data pipeline, which is not built yet; "
+                          "compile with --job fit", plan_job_kind_name(p->job.kind));
+  int64_t steps = o && o->max_steps > 0 ? o->max_steps : p->job.max_steps;
+  double lr = o && o->lr > 0 ? o->lr : p->job.lr;
+  int64_t seed = o && o->seed >= 0 ? o->seed : p->job.seed;
+  if (steps <= 0) steps = 10;
+  rt_state_t *state = NULL;
+  rt_trainer_t *tr = NULL;
+  rt_batch_t batch;
+  memset(&batch, 0, sizeof batch);
+  ad_status_t st = rt_state_create(p->module, &state);
+  if (!st) st = rt_state_init(state, (uint64_t)seed);
+  if (!st) st = rt_trainer_create(p, state, o ? o->nthreads : 0, &tr);
+  if (!st) st = rt_batch_synthetic(tr->g, (uint64_t)seed, &batch);
+  if (!st) {
+    fprintf(out, "fit: %lld steps on one synthetic batch, lr %g, seed %lld, %d thread(s), "
+                 "arena %.1f KiB\n",
+            (long long)steps, lr, (long long)seed, rt_threadpool_size(tr->pool),
+            (double)rt_exec_arena_bytes(tr->exec) / 1024.0);
+    double t0 = now_s(), first = 0;
+    for (int64_t s = 1; s <= steps && !st; s++) {
+      double loss = 0;
+      st = rt_trainer_step(tr, &batch, s, lr, seed, &loss);
+      if (st) break;
+      if (!isfinite(loss)) {
+        st = ad_status_make(AD_STATUS_INTERNAL, "loss is %g at step %lld", loss, (long long)s);
+        break;
+      }
+      if (s == 1) first = loss;
+      fprintf(out, "step %4lld  loss %.6e\n", (long long)s, loss);
+      if (s == steps)
+        fprintf(out, "fit: done in %.2f s; loss %.4e -> %.4e (%.1fx lower)\n", now_s() - t0,
+                first, loss, loss > 0 ? first / loss : INFINITY);
+    }
+  }
+  rt_batch_free(&batch);
+  rt_trainer_free(tr);
+  rt_state_free(state);
+  return st;
+}
