@@ -90,8 +90,8 @@ static int warning_cmp(const void *pa, const void *pb) {
 static void flush_warnings(checker_t *k) {
   if (k->nw) qsort(k->w, k->nw, sizeof *k->w, warning_cmp);
   for (uint32_t i = 0; i < k->nw; i++) {
-    fprintf(k->c->warn_stream, "%s:%d:%d: warning: %s\n", k->w[i].file, k->w[i].line,
-            k->w[i].col, k->w[i].text);
+    fprintf(k->c->warn_stream, "%s:%d:%d: warning: %s\n", k->w[i].file, k->w[i].line, k->w[i].col,
+            k->w[i].text);
     free(k->w[i].text);
   }
   free(k->w);
@@ -102,15 +102,16 @@ static void flush_warnings(checker_t *k) {
 static void warn_key(checker_t *k, const fe_node_t *map, uint32_t i, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 static void warn_key(checker_t *k, const fe_node_t *map, uint32_t i, const char *fmt, ...) {
-  char msg[1024];
+  char msg[1024], clean[2048];
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
+  fe_one_line(clean, sizeof clean, msg);
   const char *file;
   int line, col;
   fe_key_place(map, i, &file, &line, &col);
-  warn_at(k, file, line, col, msg);
+  warn_at(k, file, line, col, clean);
 }
 
 /* " (known keys: a, b, c)" or "; did you mean 'x'?" into buf. */
@@ -147,11 +148,11 @@ static ad_status_t adamw_check(const fe_class_t *cls, const char *path, const fe
   (void)cls;
   (void)section;
   if (a[ADAMW_AMSGRAD].b)
-    return ad_status_at(AD_STATUS_UNIMPLEMENTED, a[ADAMW_AMSGRAD].node->file,
+    return fe_status_at(AD_STATUS_UNIMPLEMENTED, a[ADAMW_AMSGRAD].node->file,
                         a[ADAMW_AMSGRAD].node->line, a[ADAMW_AMSGRAD].node->col,
                         "%s.init_args.amsgrad: true is not supported yet", path);
   if (a[ADAMW_MAXIMIZE].b)
-    return ad_status_at(AD_STATUS_UNIMPLEMENTED, a[ADAMW_MAXIMIZE].node->file,
+    return fe_status_at(AD_STATUS_UNIMPLEMENTED, a[ADAMW_MAXIMIZE].node->file,
                         a[ADAMW_MAXIMIZE].node->line, a[ADAMW_MAXIMIZE].node->col,
                         "%s.init_args.maximize: true is not supported yet", path);
   const fe_node_t *betas = a[ADAMW_BETAS].list;
@@ -434,7 +435,7 @@ static ad_status_t parse_precision(const fe_node_t *n, ir_dtype_t *out) {
                                       "bf16-mixed", "bf16-true", "transformer-engine"};
   for (size_t i = 0; i < sizeof later / sizeof later[0]; i++)
     if (!strcmp(s, later[i]))
-      return ad_status_at(AD_STATUS_UNIMPLEMENTED, n->file, n->line, n->col,
+      return fe_status_at(AD_STATUS_UNIMPLEMENTED, n->file, n->line, n->col,
                           "trainer.precision: '%s' is not supported yet (use 32 or 64)", s);
   return fe_error_at(n, "trainer.precision: expected 32 or 64, got '%s'", s);
 }

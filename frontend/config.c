@@ -43,13 +43,50 @@ static void yl_fail(yl_error_t *e, int line, int col, const char *fmt, ...) {
   va_end(ap);
 }
 
-ad_status_t fe_error_at(const fe_node_t *n, const char *fmt, ...) {
-  char msg[1024];
+/* Messages quote user text (keys, values, override arguments); escaping control characters
+ * keeps every error on one line. */
+void fe_one_line(char *dst, size_t cap, const char *src) {
+  if (cap == 0) return;
+  size_t j = 0;
+  for (const unsigned char *p = (const unsigned char *)src; *p && j + 5 < cap; p++) {
+    if (*p == '\n') {
+      dst[j++] = '\\';
+      dst[j++] = 'n';
+    } else if (*p == '\t') {
+      dst[j++] = '\\';
+      dst[j++] = 't';
+    } else if (*p < 0x20 || *p == 0x7F) {
+      j += (size_t)snprintf(dst + j, cap - j, "\\x%02x", *p);
+    } else {
+      dst[j++] = (char)*p;
+    }
+  }
+  dst[j] = 0;
+}
+
+ad_status_t fe_status_atv(ad_status_code_t code, const char *file, int line, int col,
+                          const char *fmt, va_list ap) {
+  char msg[1024], clean[2048];
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  fe_one_line(clean, sizeof clean, msg);
+  return ad_status_at(code, file, line, col, "%s", clean);
+}
+
+ad_status_t fe_status_at(ad_status_code_t code, const char *file, int line, int col,
+                         const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
+  ad_status_t st = fe_status_atv(code, file, line, col, fmt, ap);
   va_end(ap);
-  return ad_status_at(AD_STATUS_INVALID_ARGUMENT, n->file, n->line, n->col, "%s", msg);
+  return st;
+}
+
+ad_status_t fe_error_at(const fe_node_t *n, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  ad_status_t st = fe_status_atv(AD_STATUS_INVALID_ARGUMENT, n->file, n->line, n->col, fmt, ap);
+  va_end(ap);
+  return st;
 }
 
 void fe_key_place(const fe_node_t *map, uint32_t i, const char **file, int *line, int *col) {
@@ -65,15 +102,14 @@ void fe_key_place(const fe_node_t *map, uint32_t i, const char **file, int *line
 }
 
 ad_status_t fe_error_at_key(const fe_node_t *map, uint32_t i, const char *fmt, ...) {
-  char msg[1024];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
-  va_end(ap);
   const char *file;
   int line, col;
   fe_key_place(map, i, &file, &line, &col);
-  return ad_status_at(AD_STATUS_INVALID_ARGUMENT, file, line, col, "%s", msg);
+  va_list ap;
+  va_start(ap, fmt);
+  ad_status_t st = fe_status_atv(AD_STATUS_INVALID_ARGUMENT, file, line, col, fmt, ap);
+  va_end(ap);
+  return st;
 }
 
 int64_t fe_map_find(const fe_node_t *map, const char *key) {
@@ -519,7 +555,7 @@ static ad_status_t apply_override(fe_config_t *c, const char *arg, const char *p
                                   const char *value, int argpos) {
   ad_arena_t *a = &c->arena;
   if (pathlen == 0)
-    return ad_status_at(AD_STATUS_INVALID_ARGUMENT, FE_CMDLINE_FILE, 1, argpos,
+    return fe_status_at(AD_STATUS_INVALID_ARGUMENT, FE_CMDLINE_FILE, 1, argpos,
                         "override '%s' names no key", arg);
   char *p = ad_arena_strndup(a, path, pathlen);
   /* Split into segments. */
@@ -529,10 +565,10 @@ static ad_status_t apply_override(fe_config_t *c, const char *arg, const char *p
     char *dot = strchr(s, '.');
     if (dot) *dot = 0;
     if (!s[0])
-      return ad_status_at(AD_STATUS_INVALID_ARGUMENT, FE_CMDLINE_FILE, 1, argpos,
+      return fe_status_at(AD_STATUS_INVALID_ARGUMENT, FE_CMDLINE_FILE, 1, argpos,
                           "override '%s' has an empty key segment", arg);
     if (nseg == 64)
-      return ad_status_at(AD_STATUS_INVALID_ARGUMENT, FE_CMDLINE_FILE, 1, argpos,
+      return fe_status_at(AD_STATUS_INVALID_ARGUMENT, FE_CMDLINE_FILE, 1, argpos,
                           "override '%s' is nested too deeply", arg);
     segs[nseg++] = s;
     if (!dot) break;
@@ -546,7 +582,7 @@ static ad_status_t apply_override(fe_config_t *c, const char *arg, const char *p
       val = cmdline_node(a, FE_NODE_SCALAR, argpos);
       val->scalar = "";
     } else {
-      return ad_status_at(AD_STATUS_INVALID_ARGUMENT, FE_CMDLINE_FILE, 1, argpos,
+      return fe_status_at(AD_STATUS_INVALID_ARGUMENT, FE_CMDLINE_FILE, 1, argpos,
                           "override '%s': invalid value '%s': %s", arg, value, e.msg);
     }
   }
@@ -559,14 +595,14 @@ static ad_status_t apply_override(fe_config_t *c, const char *arg, const char *p
     if (cur->kind == FE_NODE_SEQ) {
       uint64_t idx;
       if (!is_index(seg, &idx) && ((seg[0] >= '0' && seg[0] <= '9') || seg[0] == '-'))
-        return ad_status_at(AD_STATUS_INVALID_ARGUMENT, cur->file, cur->line, cur->col,
+        return fe_status_at(AD_STATUS_INVALID_ARGUMENT, cur->file, cur->line, cur->col,
                             "override '%s': '%s' is not a valid index for the list '%.*s'", arg,
                             seg, prefix_len(p, segs, k), path);
       if (!is_index(seg, &idx)) {
         /* jsonargparse applies a field of a list of classes to its last element (the form
          * `--trainer.callbacks.dirpath X` in the seed's launch scripts). */
         if (cur->n == 0)
-          return ad_status_at(AD_STATUS_INVALID_ARGUMENT, cur->file, cur->line, cur->col,
+          return fe_status_at(AD_STATUS_INVALID_ARGUMENT, cur->file, cur->line, cur->col,
                               "override '%s': '%.*s' is an empty list", arg, prefix_len(p, segs, k),
                               path);
         cur = cur->items[cur->n - 1];
@@ -574,7 +610,7 @@ static ad_status_t apply_override(fe_config_t *c, const char *arg, const char *p
         continue;
       }
       if (idx >= cur->n)
-        return ad_status_at(AD_STATUS_INVALID_ARGUMENT, cur->file, cur->line, cur->col,
+        return fe_status_at(AD_STATUS_INVALID_ARGUMENT, cur->file, cur->line, cur->col,
                             "override '%s': index %llu is out of range (the list has %u "
                             "item%s)",
                             arg, (unsigned long long)idx, cur->n, cur->n == 1 ? "" : "s");
@@ -586,7 +622,7 @@ static ad_status_t apply_override(fe_config_t *c, const char *arg, const char *p
       continue;
     }
     if (cur->kind == FE_NODE_SCALAR)
-      return ad_status_at(AD_STATUS_INVALID_ARGUMENT, cur->file, cur->line, cur->col,
+      return fe_status_at(AD_STATUS_INVALID_ARGUMENT, cur->file, cur->line, cur->col,
                           "override '%s': '%.*s' is a scalar ('%s'), not a mapping, so it has "
                           "no key '%s'",
                           arg, prefix_len(p, segs, k), path, cur->scalar, seg);
@@ -631,7 +667,7 @@ static ad_status_t apply_overrides(fe_config_t *c, int n, char *const *args) {
     const char *arg = args[i];
     int argpos = i + 1;
     if (!arg || strncmp(arg, "--", 2) != 0)
-      return ad_status_at(AD_STATUS_INVALID_ARGUMENT, FE_CMDLINE_FILE, 1, argpos,
+      return fe_status_at(AD_STATUS_INVALID_ARGUMENT, FE_CMDLINE_FILE, 1, argpos,
                           "expected an override '--key.path value', got '%s'", arg ? arg : "");
     const char *path = arg + 2;
     const char *eq = strchr(path, '=');
@@ -643,7 +679,7 @@ static ad_status_t apply_overrides(fe_config_t *c, int n, char *const *args) {
     } else {
       pathlen = strlen(path);
       if (i + 1 >= n)
-        return ad_status_at(AD_STATUS_INVALID_ARGUMENT, FE_CMDLINE_FILE, 1, argpos,
+        return fe_status_at(AD_STATUS_INVALID_ARGUMENT, FE_CMDLINE_FILE, 1, argpos,
                             "override '%s' needs a value", arg);
       value = args[++i];
     }
@@ -669,7 +705,7 @@ ad_status_t fe_config_load(const char *path, int noverrides, char *const *overri
   }
   if ((uint64_t)sb.st_size > FE_MAX_FILE_BYTES) {
     fclose(f);
-    return ad_status_at(AD_STATUS_INVALID_ARGUMENT, path, 1, 1,
+    return fe_status_at(AD_STATUS_INVALID_ARGUMENT, path, 1, 1,
                         "config too large (%lld bytes; the limit is %u)", (long long)sb.st_size,
                         FE_MAX_FILE_BYTES);
   }
@@ -701,12 +737,12 @@ ad_status_t fe_config_load(const char *path, int noverrides, char *const *overri
   bool ok = parse_yaml(&c->arena, c->path, text, len, &root, &e);
   free(text);
   if (!ok) {
-    ad_status_t st = ad_status_at(AD_STATUS_INVALID_ARGUMENT, c->path, e.line, e.col, "%s", e.msg);
+    ad_status_t st = fe_status_at(AD_STATUS_INVALID_ARGUMENT, c->path, e.line, e.col, "%s", e.msg);
     fe_config_free(c);
     return st;
   }
   if (root->kind != FE_NODE_MAP) {
-    ad_status_t st = ad_status_at(AD_STATUS_INVALID_ARGUMENT, c->path, root->line, root->col,
+    ad_status_t st = fe_status_at(AD_STATUS_INVALID_ARGUMENT, c->path, root->line, root->col,
                                   "a config is a mapping of top-level keys (seed_everything, "
                                   "trainer, model, ...), not %s",
                                   fe_node_kind_name(root));

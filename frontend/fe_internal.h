@@ -3,6 +3,7 @@
 #ifndef AIDOMM_FRONTEND_FE_INTERNAL_H
 #define AIDOMM_FRONTEND_FE_INTERNAL_H
 
+#include <stdarg.h>
 #include <stdio.h>
 
 #include "frontend/frontend.h"
@@ -25,6 +26,13 @@ int64_t fe_map_find(const fe_node_t *map, const char *key);
 /* "a mapping", "a list" or "a scalar", for messages. */
 const char *fe_node_kind_name(const fe_node_t *n);
 
+/* Copies src with control characters escaped (\n, \t, \xNN), truncating to cap. */
+void fe_one_line(char *dst, size_t cap, const char *src);
+/* ad_status_at with control characters in the message escaped (one line, always). */
+ad_status_t fe_status_at(ad_status_code_t code, const char *file, int line, int col,
+                         const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+ad_status_t fe_status_atv(ad_status_code_t code, const char *file, int line, int col,
+                          const char *fmt, va_list ap);
 /* An error placed at a node / at a map key (INVALID_ARGUMENT). */
 ad_status_t fe_error_at(const fe_node_t *n, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

@@ -94,12 +94,12 @@ bool rt_st_as_ir_tensor(const rt_st_tensor_t *t, ir_tensor_t *out) {
 struct rt_st_file {
   ad_arena_t arena; /* path, names, metadata, tensor array */
   char *path;
-  void *map;        /* mmap'd file, or NULL */
+  void *map; /* mmap'd file, or NULL */
   size_t map_len;
-  void *aligned;    /* realigned copy of the data area, or NULL */
+  void *aligned;           /* realigned copy of the data area, or NULL */
   rt_st_tensor_t *tensors; /* sorted by name */
   size_t ntensors;
-  rt_st_kv_t *meta;        /* sorted by key */
+  rt_st_kv_t *meta; /* sorted by key */
   size_t nmeta;
 };
 
@@ -167,7 +167,9 @@ static ad_status_t parse_tensor(rt_st_file_t *f, const char *name, json_t *obj, 
   json_t *jo = json_object_get(obj, "data_offsets");
   if (!jd || !js || !jo)
     return st_corrupt(p, "tensor '%s': missing field '%s'", name,
-                      !jd ? "dtype" : !js ? "shape" : "data_offsets");
+                      !jd   ? "dtype"
+                      : !js ? "shape"
+                            : "data_offsets");
   if (!json_is_string(jd)) return st_corrupt(p, "tensor '%s': dtype is not a string", name);
   if (!rt_st_dtype_from_name(json_string_value(jd), &e->t.dtype))
     return st_corrupt(p, "tensor '%s': unknown dtype '%s'", name, json_string_value(jd));
@@ -180,9 +182,11 @@ static ad_status_t parse_tensor(rt_st_file_t *f, const char *name, json_t *obj, 
   uint64_t nbytes = rt_st_dtype_size(e->t.dtype);
   for (size_t i = 0; i < rank; i++) {
     json_t *d = json_array_get(js, i);
-    if (!json_is_integer(d)) return st_corrupt(p, "tensor '%s': dim %zu is not an integer", name, i);
+    if (!json_is_integer(d))
+      return st_corrupt(p, "tensor '%s': dim %zu is not an integer", name, i);
     json_int_t v = json_integer_value(d);
-    if (v < 0) return st_corrupt(p, "tensor '%s': dim %zu is negative (%lld)", name, i, (long long)v);
+    if (v < 0)
+      return st_corrupt(p, "tensor '%s': dim %zu is negative (%lld)", name, i, (long long)v);
     e->t.shape[i] = (int64_t)v;
     if (__builtin_mul_overflow(nbytes, (uint64_t)v, &nbytes))
       return st_corrupt(p, "tensor '%s': shape overflows the byte size", name);
@@ -196,12 +200,13 @@ static ad_status_t parse_tensor(rt_st_file_t *f, const char *name, json_t *obj, 
     return st_corrupt(p, "tensor '%s': bad data_offsets [%lld, %lld]", name, (long long)b,
                       (long long)en);
   if ((uint64_t)en > data_len)
-    return st_corrupt(p, "tensor '%s': data_offsets [%lld, %lld] out of range of the %llu-byte data area",
-                      name, (long long)b, (long long)en, (unsigned long long)data_len);
+    return st_corrupt(
+        p, "tensor '%s': data_offsets [%lld, %lld] out of range of the %llu-byte data area", name,
+        (long long)b, (long long)en, (unsigned long long)data_len);
   if ((uint64_t)(en - b) != nbytes)
-    return st_corrupt(p, "tensor '%s': size mismatch: %s shape needs %llu bytes, data_offsets give %llu",
-                      name, rt_st_dtype_name(e->t.dtype), (unsigned long long)nbytes,
-                      (unsigned long long)(en - b));
+    return st_corrupt(
+        p, "tensor '%s': size mismatch: %s shape needs %llu bytes, data_offsets give %llu", name,
+        rt_st_dtype_name(e->t.dtype), (unsigned long long)nbytes, (unsigned long long)(en - b));
   e->begin = (uint64_t)b;
   e->end = (uint64_t)en;
   e->t.nbytes = (size_t)nbytes;
@@ -215,7 +220,8 @@ static ad_status_t parse_file(rt_st_file_t *f, const uint8_t *buf, size_t len) {
   uint64_t n = 0;
   for (int i = 7; i >= 0; i--) n = (n << 8) | buf[i];
   if (n > len - 8)
-    return st_corrupt(p, "header length %llu past end of file (%zu bytes)", (unsigned long long)n, len);
+    return st_corrupt(p, "header length %llu past end of file (%zu bytes)", (unsigned long long)n,
+                      len);
   if (n > RT_ST_MAX_HEADER)
     return st_corrupt(p, "header length %llu exceeds the %u-byte limit", (unsigned long long)n,
                       RT_ST_MAX_HEADER);
@@ -264,7 +270,8 @@ static ad_status_t parse_file(rt_st_file_t *f, const uint8_t *buf, size_t len) {
     cursor = ents[i].end;
   }
   if (cursor != data_len) {
-    st = st_corrupt(p, "%llu trailing bytes after the last tensor", (unsigned long long)(data_len - cursor));
+    st = st_corrupt(p, "%llu trailing bytes after the last tensor",
+                    (unsigned long long)(data_len - cursor));
     goto done;
   }
   bool misaligned = false;
@@ -419,14 +426,16 @@ static ad_status_t write_all(int fd, const void *p, size_t n, const char *path) 
 }
 
 static int cmp_tensor_ptr_name(const void *a, const void *b) {
-  const rt_st_tensor_t *x = *(const rt_st_tensor_t *const *)a, *y = *(const rt_st_tensor_t *const *)b;
+  const rt_st_tensor_t *x = *(const rt_st_tensor_t *const *)a,
+                       *y = *(const rt_st_tensor_t *const *)b;
   return strcmp(x->name, y->name);
 }
 
 /* Data layout order, as Python's safetensors writes: widest dtype first, then by name, so that
  * every tensor starts aligned to its element size in the 8-aligned data area. */
 static int cmp_tensor_ptr_layout(const void *a, const void *b) {
-  const rt_st_tensor_t *x = *(const rt_st_tensor_t *const *)a, *y = *(const rt_st_tensor_t *const *)b;
+  const rt_st_tensor_t *x = *(const rt_st_tensor_t *const *)a,
+                       *y = *(const rt_st_tensor_t *const *)b;
   size_t sx = rt_st_dtype_size(x->dtype), sy = rt_st_dtype_size(y->dtype);
   if (sx != sy) return sx > sy ? -1 : 1;
   return strcmp(x->name, y->name);
@@ -442,11 +451,13 @@ static ad_status_t build_header(const char *path, const rt_st_tensor_t **sorted,
     json_object_set_new(root, "__metadata__", m);
     for (size_t i = 0; i < nmeta; i++) {
       if (!meta[i].key || !meta[i].value) {
-        st = ad_status_make(AD_STATUS_INVALID_ARGUMENT, "%s: metadata entry %zu has a NULL key or value", path, i);
+        st = ad_status_make(AD_STATUS_INVALID_ARGUMENT,
+                            "%s: metadata entry %zu has a NULL key or value", path, i);
         goto fail;
       }
       if (json_object_get(m, meta[i].key)) {
-        st = ad_status_make(AD_STATUS_INVALID_ARGUMENT, "%s: duplicate metadata key '%s'", path, meta[i].key);
+        st = ad_status_make(AD_STATUS_INVALID_ARGUMENT, "%s: duplicate metadata key '%s'", path,
+                            meta[i].key);
         goto fail;
       }
       json_object_set_new(m, meta[i].key, json_string(meta[i].value));
@@ -473,7 +484,8 @@ static ad_status_t build_header(const char *path, const rt_st_tensor_t **sorted,
   }
   char *text = json_dumps(root, JSON_COMPACT | JSON_SORT_KEYS);
   if (!text) {
-    st = ad_status_make(AD_STATUS_INVALID_ARGUMENT, "%s: cannot encode the header (invalid UTF-8 in a name?)", path);
+    st = ad_status_make(AD_STATUS_INVALID_ARGUMENT,
+                        "%s: cannot encode the header (invalid UTF-8 in a name?)", path);
     goto fail;
   }
   size_t len = strlen(text);
@@ -501,19 +513,24 @@ static ad_status_t validate_for_write(const char *path, const rt_st_tensor_t **s
     if (!t->name || !t->name[0])
       return ad_status_make(AD_STATUS_INVALID_ARGUMENT, "%s: tensor %zu has no name", path, i);
     if (strcmp(t->name, "__metadata__") == 0)
-      return ad_status_make(AD_STATUS_INVALID_ARGUMENT, "%s: '__metadata__' is not a tensor name", path);
+      return ad_status_make(AD_STATUS_INVALID_ARGUMENT, "%s: '__metadata__' is not a tensor name",
+                            path);
     if (i > 0 && strcmp(sorted[i - 1]->name, t->name) == 0)
-      return ad_status_make(AD_STATUS_INVALID_ARGUMENT, "%s: duplicate tensor name '%s'", path, t->name);
+      return ad_status_make(AD_STATUS_INVALID_ARGUMENT, "%s: duplicate tensor name '%s'", path,
+                            t->name);
     if ((unsigned)t->dtype >= RT_ST_DTYPE_COUNT)
-      return ad_status_make(AD_STATUS_INVALID_ARGUMENT, "%s: tensor '%s' has a bad dtype", path, t->name);
+      return ad_status_make(AD_STATUS_INVALID_ARGUMENT, "%s: tensor '%s' has a bad dtype", path,
+                            t->name);
     if (t->rank < 0 || t->rank > RT_ST_MAX_RANK)
-      return ad_status_make(AD_STATUS_INVALID_ARGUMENT, "%s: tensor '%s' has rank %d", path, t->name, t->rank);
+      return ad_status_make(AD_STATUS_INVALID_ARGUMENT, "%s: tensor '%s' has rank %d", path,
+                            t->name, t->rank);
     for (int32_t d = 0; d < t->rank; d++)
       if (t->shape[d] < 0)
-        return ad_status_make(AD_STATUS_INVALID_ARGUMENT, "%s: tensor '%s' has negative dim %d", path,
-                              t->name, d);
+        return ad_status_make(AD_STATUS_INVALID_ARGUMENT, "%s: tensor '%s' has negative dim %d",
+                              path, t->name, d);
     if (rt_st_numel(t) > 0 && !t->data)
-      return ad_status_make(AD_STATUS_INVALID_ARGUMENT, "%s: tensor '%s' has no data", path, t->name);
+      return ad_status_make(AD_STATUS_INVALID_ARGUMENT, "%s: tensor '%s' has no data", path,
+                            t->name);
   }
   return AD_OK;
 }
@@ -569,7 +586,8 @@ ad_status_t rt_st_write(const char *path, const rt_st_tensor_t *tensors, size_t 
   memcpy(tmp + plen, ".tmp.XXXXXX", 12);
   fd = mkstemp(tmp);
   if (fd < 0) {
-    st = ad_status_make(AD_STATUS_IO, "%s: cannot create temp file %s: %s", path, tmp, strerror(errno));
+    st = ad_status_make(AD_STATUS_IO, "%s: cannot create temp file %s: %s", path, tmp,
+                        strerror(errno));
     free(tmp);
     tmp = NULL;
     goto out;
@@ -580,7 +598,8 @@ ad_status_t rt_st_write(const char *path, const rt_st_tensor_t *tensors, size_t 
   }
   st = write_all(fd, hdr, hlen, tmp);
   for (size_t i = 0; !st && i < ntensors; i++)
-    st = write_all(fd, sorted[i]->data, (size_t)rt_st_numel(sorted[i]) * rt_st_dtype_size(sorted[i]->dtype), tmp);
+    st = write_all(fd, sorted[i]->data,
+                   (size_t)rt_st_numel(sorted[i]) * rt_st_dtype_size(sorted[i]->dtype), tmp);
   if (st) goto out;
   if (fsync(fd) != 0) {
     st = ad_status_make(AD_STATUS_IO, "%s: fsync failed: %s", tmp, strerror(errno));
@@ -593,7 +612,8 @@ ad_status_t rt_st_write(const char *path, const rt_st_tensor_t *tensors, size_t 
     goto out;
   }
   if (rename(tmp, path) != 0) {
-    st = ad_status_make(AD_STATUS_IO, "%s: cannot rename %s over it: %s", path, tmp, strerror(errno));
+    st = ad_status_make(AD_STATUS_IO, "%s: cannot rename %s over it: %s", path, tmp,
+                        strerror(errno));
     goto out;
   }
   free(tmp);

@@ -221,6 +221,8 @@ START_TEST(test_override_errors) {
   expect_error(cfg, 2, nodash, -1, 1, "expected an override", AD_STATUS_INVALID_ARGUMENT);
   char *badval[] = {"--trainer.max_steps", "[1, 2"};
   expect_error(cfg, 2, badval, -1, 1, "invalid value '[1, 2'", AD_STATUS_INVALID_ARGUMENT);
+  char *twodocs[] = {"--trainer.max_steps", "---\n---"}; /* quoted text stays on one line */
+  expect_error(cfg, 2, twodocs, -1, 1, "invalid value '---\\n---'", AD_STATUS_INVALID_ARGUMENT);
   char *emptyseg[] = {"--model..x=1"};
   expect_error(cfg, 1, emptyseg, -1, 1, "empty key segment", AD_STATUS_INVALID_ARGUMENT);
   char *range[] = {"--data.init_args.max_length.0", "1"};
@@ -406,6 +408,9 @@ START_TEST(test_warnings) {
            "%s:36:1: warning: top-level key 'ckpt_path' is not used by aidomm; ignored\n", path);
   ck_assert_msg(strstr(buf, want) != NULL, "got:\n%s", buf);
   ck_assert_ptr_null(strstr(buf, "max_steps"));
+  /* In file order, whatever order the sections are checked in. */
+  ck_assert(strstr(buf, ":4:3: warning") < strstr(buf, ":9:3: warning"));
+  ck_assert(strstr(buf, ":9:3: warning") < strstr(buf, ":36:1: warning"));
   ck_assert_ptr_null(strstr(buf, "fused")); /* null is the default: nothing to warn about */
   int lines = 0;
   for (char *p = buf; *p; p++) lines += *p == '\n';

@@ -224,11 +224,11 @@ START_TEST(test_flipped_bytes) {
   int accepted = 0, tried = 0;
   for (size_t f = 0; f < 2; f++) {
     ir_module_t *m = load_air(files[f]);
-    flip_bytes(m, 3000, &accepted, &tried);
+    flip_bytes(m, 2000, &accepted, &tried);
     ir_module_free(m);
   }
   ir_module_t *m = build_module();
-  flip_bytes(m, 3000, &accepted, &tried);
+  flip_bytes(m, 2000, &accepted, &tried);
   ir_module_free(m);
   /* Flips inside names and float payloads give other valid modules; most flips must not. */
   ck_assert_int_gt(accepted, 0);

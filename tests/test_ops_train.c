@@ -28,9 +28,7 @@ static void odd_run(ir_parallel_t *self, int64_t n, int64_t grain, ir_range_fn f
 }
 static ir_parallel_t g_odd = {odd_run};
 
-START_TEST(test_golden_cases) {
-  ck_assert_int_eq(op_harness_run_file(GOLDEN, NULL), 0);
-}
+START_TEST(test_golden_cases) { ck_assert_int_eq(op_harness_run_file(GOLDEN, NULL), 0); }
 END_TEST
 
 /* ---- ADAMW: every bit equal to torch --------------------------------------------------- */
@@ -51,7 +49,8 @@ static size_t tensor_bytes(const ir_tensor_t *t) {
 
 /* Runs the adamw kernel of a golden case on `par`; in place when asked (p' written over a copy
  * of p that is also the input). Returns the number of output bytes that differ from torch. */
-static size_t adamw_case_mismatch(const rt_st_file_t *f, json_t *jc, ir_parallel_t *par, bool inplace) {
+static size_t adamw_case_mismatch(const rt_st_file_t *f, json_t *jc, ir_parallel_t *par,
+                                  bool inplace) {
   const char *cn = json_string_value(json_object_get(jc, "name"));
   json_t *ja = json_object_get(jc, "attrs");
   ir_attr_t attrs[4] = {
@@ -148,14 +147,19 @@ static void output(ir_graph_t *g, const char *name, uint32_t v) {
 }
 
 /* x[n] -> dropout -> "y"; with_vjp adds dy[n] and "dx" = the VJP applied to dy. */
-static ir_module_t *dropout_module(ir_dtype_t dt, int64_t n, double p, const char *key, bool with_vjp) {
+static ir_module_t *dropout_module(ir_dtype_t dt, int64_t n, double p, const char *key,
+                                   bool with_vjp) {
   ir_module_t *m = ir_module_create();
   ir_graph_t *g = ir_module_add_program(m, "train_step");
   uint32_t ins[3] = {input(g, "x", vec_type(dt, n)), input(g, "seed", scalar_type(IR_DTYPE_I64)),
                      input(g, "step", scalar_type(IR_DTYPE_I64))};
   ir_attr_t attrs[2] = {IR_ATTR_F("p", p), IR_ATTR_S("key", key)};
-  ir_node_desc_t d = {.op = IR_OP_DROPOUT, .name = "drop", .inputs = ins, .ninputs = 3,
-                      .attrs = attrs, .nattrs = 2};
+  ir_node_desc_t d = {.op = IR_OP_DROPOUT,
+                      .name = "drop",
+                      .inputs = ins,
+                      .ninputs = 3,
+                      .attrs = attrs,
+                      .nattrs = 2};
   uint32_t y = ir_build(g, &d);
   output(g, "y", y);
   if (with_vjp) {
@@ -257,7 +261,8 @@ START_TEST(test_dropout_mask_keyed_by_seed_key_step) {
   run_dropout(m1b, x, NULL, 7, 100, NULL, b, NULL);
   ck_assert_int_eq(memcmp(a, b, sizeof(float) * NDROP), 0);
   /* Each of step, key and seed changes about half the decisions at p = 0.5. */
-  int64_t lo = NDROP / 2 - 4 * (int64_t)sqrt(NDROP / 4.0), hi = NDROP / 2 + 4 * (int64_t)sqrt(NDROP / 4.0);
+  int64_t lo = NDROP / 2 - 4 * (int64_t)sqrt(NDROP / 4.0),
+          hi = NDROP / 2 + 4 * (int64_t)sqrt(NDROP / 4.0);
   run_dropout(m1, x, NULL, 7, 101, NULL, b, NULL);
   int64_t d = count_diff(a, b, NDROP);
   ck_assert_msg(d > lo && d < hi, "step change flipped %lld", (long long)d);
@@ -345,22 +350,40 @@ START_TEST(test_inference_rejects_malformed_nodes) {
       {IR_OP_DROPOUT, {xi, s, s}, 3, {IR_ATTR_F("p", 0.1), IR_ATTR_S("key", "k")}, 2, "float"},
       {IR_OP_MSE, {x, y}, 2, {{0}}, 0, "same type"},
       {IR_OP_MSE_BWD, {x, x, lr}, 3, {{0}}, 0, "dloss"},
-      {IR_OP_ADAMW, {x, x, x, x, lr32, s}, 6,
+      {IR_OP_ADAMW,
+       {x, x, x, x, lr32, s},
+       6,
        {IR_ATTR_F("beta1", 0.9), IR_ATTR_F("beta2", 0.999), IR_ATTR_F("eps", 1e-8),
-        IR_ATTR_F("weight_decay", 0.01)}, 4, "lr"},
-      {IR_OP_ADAMW, {x, y, x, x, lr, s}, 6,
+        IR_ATTR_F("weight_decay", 0.01)},
+       4,
+       "lr"},
+      {IR_OP_ADAMW,
+       {x, y, x, x, lr, s},
+       6,
        {IR_ATTR_F("beta1", 0.9), IR_ATTR_F("beta2", 0.999), IR_ATTR_F("eps", 1e-8),
-        IR_ATTR_F("weight_decay", 0.01)}, 4, "type of p"},
-      {IR_OP_ADAMW, {x, x, x, x, lr, s}, 6,
+        IR_ATTR_F("weight_decay", 0.01)},
+       4,
+       "type of p"},
+      {IR_OP_ADAMW,
+       {x, x, x, x, lr, s},
+       6,
        {IR_ATTR_F("beta1", 1.0), IR_ATTR_F("beta2", 0.999), IR_ATTR_F("eps", 1e-8),
-        IR_ATTR_F("weight_decay", 0.01)}, 4, "beta1"},
-      {IR_OP_ADAMW, {x, x, x, x, lr, s}, 6,
-       {IR_ATTR_F("beta1", 0.9), IR_ATTR_F("beta2", 0.999), IR_ATTR_F("eps", 1e-8)}, 3,
+        IR_ATTR_F("weight_decay", 0.01)},
+       4,
+       "beta1"},
+      {IR_OP_ADAMW,
+       {x, x, x, x, lr, s},
+       6,
+       {IR_ATTR_F("beta1", 0.9), IR_ATTR_F("beta2", 0.999), IR_ATTR_F("eps", 1e-8)},
+       3,
        "weight_decay"},
   };
   for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
-    ir_node_desc_t d = {.op = bad[k].op, .inputs = bad[k].ins, .ninputs = bad[k].nin,
-                        .attrs = bad[k].attrs, .nattrs = bad[k].nattrs};
+    ir_node_desc_t d = {.op = bad[k].op,
+                        .inputs = bad[k].ins,
+                        .ninputs = bad[k].nin,
+                        .attrs = bad[k].attrs,
+                        .nattrs = bad[k].nattrs};
     ck_assert_uint_eq(ir_build(g, &d), IR_NONE);
     ad_status_t st = ir_graph_take_error(g);
     ck_assert_msg(st != NULL, "case %zu accepted", k);
@@ -380,7 +403,11 @@ START_TEST(test_adamw_rejects_step_zero) {
                         IR_ATTR_F("weight_decay", 0.0)};
   ir_node_t node = {.op = IR_OP_ADAMW, .name = "opt.w", .nattrs = 4, .attrs = attrs};
   ir_tensor_t vec = {.data = p, .dtype = IR_DTYPE_F32, .rank = 1, .dims = {4}};
-  ir_tensor_t in[6] = {vec, vec, vec, vec, {.data = &lr, .dtype = IR_DTYPE_F64},
+  ir_tensor_t in[6] = {vec,
+                       vec,
+                       vec,
+                       vec,
+                       {.data = &lr, .dtype = IR_DTYPE_F64},
                        {.data = &step, .dtype = IR_DTYPE_I64}};
   ir_tensor_t out[3] = {vec, vec, vec};
   for (int j = 0; j < 3; j++) out[j].data = o[j];

@@ -189,7 +189,8 @@ START_TEST(test_writer_rejects_bad_arguments) {
   st = rt_st_write(p, &neg, 1, NULL, 0);
   ck_assert_int_eq(ad_status_code(st), AD_STATUS_INVALID_ARGUMENT);
   ad_status_free(st);
-  rt_st_tensor_t meta = {.name = "__metadata__", .dtype = RT_ST_F32, .rank = 1, .shape = {2}, .data = x};
+  rt_st_tensor_t meta = {
+      .name = "__metadata__", .dtype = RT_ST_F32, .rank = 1, .shape = {2}, .data = x};
   st = rt_st_write(p, &meta, 1, NULL, 0);
   ck_assert_int_eq(ad_status_code(st), AD_STATUS_INVALID_ARGUMENT);
   ad_status_free(st);
@@ -234,23 +235,26 @@ static const corrupt_case_t kCorrupt[] = {
      "negative"},
     {"fractional_dim", "{\"t\":{\"dtype\":\"F32\",\"shape\":[2.5],\"data_offsets\":[0,8]}}", 0, 8,
      "not an integer"},
-    {"offsets_out_of_range", "{\"t\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 0, 4,
-     "out of range"},
+    {"offsets_out_of_range", "{\"t\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 0,
+     4, "out of range"},
     {"size_mismatch", "{\"t\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}", 0, 8,
      "size mismatch"},
-    {"overlap",
-     "{" T1 ",\"u\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", 0, 8, "overlap"},
-    {"gap", "{\"t\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", 0, 8, "unused bytes"},
+    {"overlap", "{" T1 ",\"u\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", 0, 8,
+     "overlap"},
+    {"gap", "{\"t\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", 0, 8,
+     "unused bytes"},
     {"trailing_bytes", "{" T1 "}", 0, 12, "trailing bytes"},
     {"duplicate_key", "{" T1 "," T1 "}", 0, 8, "not valid JSON"},
-    {"missing_field", "{\"t\":{\"dtype\":\"F32\",\"shape\":[2]}}", 0, 8, "missing field 'data_offsets'"},
+    {"missing_field", "{\"t\":{\"dtype\":\"F32\",\"shape\":[2]}}", 0, 8,
+     "missing field 'data_offsets'"},
     {"unknown_field", "{\"t\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8],\"x\":1}}", 0,
      8, "unknown field 'x'"},
     {"reversed_offsets", "{\"t\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[8,0]}}", 0, 8,
      "bad data_offsets"},
     {"metadata_not_string", "{\"__metadata__\":{\"a\":1}," T1 "}", 0, 8, "not a string"},
-    {"huge_shape", "{\"t\":{\"dtype\":\"F64\",\"shape\":[4294967296,4294967296],\"data_offsets\":[0,8]}}",
-     0, 8, "overflows"},
+    {"huge_shape",
+     "{\"t\":{\"dtype\":\"F64\",\"shape\":[4294967296,4294967296],\"data_offsets\":[0,8]}}", 0, 8,
+     "overflows"},
 };
 
 START_TEST(test_corrupt_files_rejected) {
@@ -325,7 +329,8 @@ START_TEST(test_truncations_and_flips_never_crash) {
     ck_assert_int_eq(ad_status_code(st), AD_STATUS_DATA_LOSS);
     ad_status_free(st);
   }
-  static const uint8_t kFlips[] = {0x00, 0x01, 0x22, 0x2c, 0x30, 0x39, 0x5b, 0x5d, 0x7b, 0x7d, 0xff};
+  static const uint8_t kFlips[] = {0x00, 0x01, 0x22, 0x2c, 0x30, 0x39,
+                                   0x5b, 0x5d, 0x7b, 0x7d, 0xff};
   uint8_t copy[1024];
   for (size_t pos = 0; pos < len; pos++)
     for (size_t k = 0; k < sizeof kFlips; k++) {

@@ -65,7 +65,8 @@ static void print_shape(const ir_tensor_t *t) {
   printf("]");
 }
 
-double golden_compare(const char *name, const ir_tensor_t *got, const ir_tensor_t *want, double tol) {
+double golden_compare(const char *name, const ir_tensor_t *got, const ir_tensor_t *want,
+                      double tol) {
   bool same_shape = got && want && got->rank == want->rank;
   for (int32_t d = 0; same_shape && d < got->rank; d++)
     if (got->dims[d] != want->dims[d]) same_shape = false;

@@ -19,6 +19,7 @@ double golden_rel_error(const ir_tensor_t *a, const ir_tensor_t *b);
 
 /* golden_rel_error(got, want); when it exceeds tol (or is not finite) prints
  * "FAIL <name> error <e> > <tol>" (or the shape mismatch) to stdout. Returns the error. */
-double golden_compare(const char *name, const ir_tensor_t *got, const ir_tensor_t *want, double tol);
+double golden_compare(const char *name, const ir_tensor_t *got, const ir_tensor_t *want,
+                      double tol);
 
 #endif

@@ -30,9 +30,9 @@ typedef struct h_case {
   ir_type_t in_types[H_MAX_IO];
   const rt_st_tensor_t *in_data[H_MAX_IO];
   bool nondiff[H_MAX_IO];
-  uint32_t out_vals[H_MAX_IO];      /* forward outputs (value ids) */
+  uint32_t out_vals[H_MAX_IO];         /* forward outputs (value ids) */
   const rt_st_tensor_t *cot[H_MAX_IO]; /* stored cotangent per output, or NULL */
-  uint32_t in_grads[H_MAX_IO];      /* VJP results (IR_NONE where the rule gave none) */
+  uint32_t in_grads[H_MAX_IO];         /* VJP results (IR_NONE where the rule gave none) */
   bool ran_vjp;
 } h_case_t;
 
@@ -65,14 +65,16 @@ static int status_fail(const char *cname, const char *what, ad_status_t st) {
   return r;
 }
 
-static const rt_st_tensor_t *find_tensor(const rt_st_file_t *f, const char *cname, const char *part) {
+static const rt_st_tensor_t *find_tensor(const rt_st_file_t *f, const char *cname,
+                                         const char *part) {
   char key[512];
   snprintf(key, sizeof key, "%s/%s", cname, part);
   return rt_st_find(f, key);
 }
 
 /* The stored tensor must be exactly the IR type at the actual sizes. */
-static bool tensor_matches_type(const rt_st_tensor_t *t, const ir_type_t *ty, const int64_t *symvals) {
+static bool tensor_matches_type(const rt_st_tensor_t *t, const ir_type_t *ty,
+                                const int64_t *symvals) {
   ir_dtype_t dt;
   if (!rt_st_dtype_to_ir(t->dtype, &dt) || dt != ty->dtype) return false;
   ir_shape_t s = ir_type_shape(ty, symvals);
@@ -158,7 +160,8 @@ static int build_case(h_case_t *c, json_t *jc, const rt_st_file_t *f) {
     if (!json_is_array(sv) || json_array_size(sv) != 2)
       return case_fail(cn, "symbol '%s' is not [bound, actual]", sk);
     int idx = -1;
-    ad_status_t st = ir_module_add_symbol(c->m, sk, json_integer_value(json_array_get(sv, 0)), &idx);
+    ad_status_t st =
+        ir_module_add_symbol(c->m, sk, json_integer_value(json_array_get(sv, 0)), &idx);
     if (st) return status_fail(cn, "adding a symbol", st);
     c->symvals[idx] = json_integer_value(json_array_get(sv, 1));
   }
@@ -187,14 +190,19 @@ static int build_case(h_case_t *c, json_t *jc, const rt_st_file_t *f) {
   }
   ir_op_t op;
   const char *opname = json_string_value(json_object_get(jc, "op"));
-  if (!opname || !ir_op_from_name(opname, &op)) return case_fail(cn, "unknown op '%s'", opname ? opname : "?");
+  if (!opname || !ir_op_from_name(opname, &op))
+    return case_fail(cn, "unknown op '%s'", opname ? opname : "?");
   ir_attr_t attrs[32];
   uint32_t nattrs = 0;
   const char *badattr = "";
   if (!parse_attrs(c->m, json_object_get(jc, "attrs"), attrs, &nattrs, &badattr))
     return case_fail(cn, "attribute '%s' has an unsupported JSON type", badattr);
-  ir_node_desc_t d = {.op = op, .name = "op", .inputs = in_vals, .ninputs = c->nin,
-                      .attrs = attrs, .nattrs = nattrs};
+  ir_node_desc_t d = {.op = op,
+                      .name = "op",
+                      .inputs = in_vals,
+                      .ninputs = c->nin,
+                      .attrs = attrs,
+                      .nattrs = nattrs};
   uint32_t v0 = ir_build(c->g, &d);
   if (c->g->error) return status_fail(cn, "building the op", ir_graph_take_error(c->g));
   ir_node_t node = c->g->nodes[c->g->nnodes - 1];

@@ -30,11 +30,11 @@ DTYPES = {"f32": torch.float32, "f64": torch.float64}
 
 def versions():
     out = {"python": sys.version.split()[0], "torch": torch.__version__}
+    from importlib import metadata
     for mod in ("transformers", "peft", "safetensors", "numpy", "modelgenerator"):
         try:
-            m = __import__(mod)
-            out[mod] = getattr(m, "__version__", "unknown")
-        except Exception:  # noqa: BLE001 - optional packages
+            out[mod] = metadata.version(mod)
+        except metadata.PackageNotFoundError:
             pass
     return out
 
