@@ -124,12 +124,8 @@ bool ir_dim_mul(ir_dim_t a, ir_dim_t b, ir_dim_t *out) {
       *out = ir_dim_const(0);
       return true;
     }
-    /* (x/k)*c is exact only when k divides c */
-    if (a.div != 1) {
-      if (c % a.div != 0) return false;
-      c /= a.div;
-      a.div = 1;
-    }
+    /* floor(x/k)*c is not a polynomial in x (floor(3/2)*2 != 3): keep such dims atomic */
+    if (a.div != 1 && c != 1) return false;
     a.cst *= c;
     for (int i = 0; i < a.nterms; i++) a.terms[i].coef *= c;
     *out = a;

@@ -8,9 +8,12 @@
 #include "ir/ops/ops_internal.h"
 
 /* ---- node-name set: open addressing over arena strings ------------------------------- */
+struct ir_suffix_entry;
 struct ir_name_set {
   const char **slots;
   uint32_t cap, count;
+  struct ir_suffix_entry *suffix; /* base name -> next "#k" to try */
+  uint32_t cap_suffix, nsuffix;
 };
 
 static uint64_t hash_str(const char *s) {
@@ -71,6 +74,7 @@ static void graph_free(ir_graph_t *g) {
   free(g->values);
   if (g->names) {
     free(g->names->slots);
+    free(g->names->suffix);
     free(g->names);
   }
   ad_status_free(g->error);
@@ -232,11 +236,48 @@ void ir_pop_scope(ir_graph_t *g) {
   g->scope = dot ? ad_arena_strndup(&g->module->arena, g->scope, (size_t)(dot - g->scope)) : "";
 }
 
+/* Next free "#k" suffix per base name, so naming n nodes of one op costs O(n), not O(n^2). */
+typedef struct ir_suffix_entry {
+  const char *base;
+  int next;
+} ir_suffix_entry_t;
+
+static int *suffix_slot(struct ir_name_set *ns, const char *base) {
+  if ((ns->nsuffix + 1) * 2 > ns->cap_suffix) {
+    uint32_t ncap = ns->cap_suffix ? ns->cap_suffix * 2 : 64;
+    ir_suffix_entry_t *t = calloc(ncap, sizeof *t);
+    if (!t) abort();
+    for (uint32_t i = 0; i < ns->cap_suffix; i++) {
+      if (!ns->suffix[i].base) continue;
+      uint32_t j = (uint32_t)hash_str(ns->suffix[i].base) & (ncap - 1);
+      while (t[j].base) j = (j + 1) & (ncap - 1);
+      t[j] = ns->suffix[i];
+    }
+    free(ns->suffix);
+    ns->suffix = t;
+    ns->cap_suffix = ncap;
+  }
+  uint32_t i = (uint32_t)hash_str(base) & (ns->cap_suffix - 1);
+  while (ns->suffix[i].base && strcmp(ns->suffix[i].base, base) != 0)
+    i = (i + 1) & (ns->cap_suffix - 1);
+  if (!ns->suffix[i].base) {
+    ns->suffix[i] = (ir_suffix_entry_t){base, 1};
+    ns->nsuffix++;
+  }
+  return &ns->suffix[i].next;
+}
+
 static const char *unique_name(ir_graph_t *g, const char *base) {
-  if (!names_contains(g->names, base)) return ad_arena_strdup(&g->module->arena, base);
-  for (int k = 1;; k++) {
-    char *s = ad_arena_printf(&g->module->arena, "%s#%d", base, k);
-    if (!names_contains(g->names, s)) return s;
+  ir_module_t *m = g->module;
+  if (!names_contains(g->names, base)) return ad_arena_strdup(&m->arena, base);
+  const char *key = ad_arena_strdup(&m->arena, base);
+  int *next = suffix_slot(g->names, key);
+  for (;; (*next)++) {
+    char *s = ad_arena_printf(&m->arena, "%s#%d", base, *next);
+    if (!names_contains(g->names, s)) {
+      (*next)++;
+      return s;
+    }
   }
 }
 

@@ -803,8 +803,7 @@ static bool parse_list(parser_t *ps, ir_attr_t *a, int forced /* 0 none, 1 ints,
   if (!expect(ps, '[')) return false;
   int64_t *ints = NULL;
   double *floats = NULL;
-  bool *ok = NULL;
-  uint32_t n = 0, cap_i = 0, cap_f = 0, cap_o = 0;
+  uint32_t n = 0, cap_i = 0, cap_f = 0;
   bool any_float = false, all_int_ok = true;
   if (!accept(ps, ']')) {
     for (;;) {
@@ -814,10 +813,8 @@ static bool parse_list(parser_t *ps, ir_attr_t *a, int forced /* 0 none, 1 ints,
       if (!parse_number(ps, &is_float, &iv, &iv_ok, &fv)) return false;
       ints = grow(ps, ints, n, &cap_i, sizeof *ints);
       floats = grow(ps, floats, n, &cap_f, sizeof *floats);
-      ok = grow(ps, ok, n, &cap_o, sizeof *ok);
       ints[n] = iv;
       floats[n] = fv;
-      ok[n] = iv_ok;
       any_float |= is_float;
       all_int_ok &= iv_ok || is_float;
       n++;

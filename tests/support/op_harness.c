@@ -197,12 +197,25 @@ static int build_case(h_case_t *c, json_t *jc, const rt_st_file_t *f) {
   const char *badattr = "";
   if (!parse_attrs(c->m, json_object_get(jc, "attrs"), attrs, &nattrs, &badattr))
     return case_fail(cn, "attribute '%s' has an unsupported JSON type", badattr);
+  /* Explicit-type ops (reshape) take their output types from the case's "outputs". */
+  ir_type_t out_types[H_MAX_IO];
+  json_t *jouts = json_object_get(jc, "outputs");
+  uint32_t nout_types = (uint32_t)json_array_size(jouts);
+  if (nout_types > H_MAX_IO) return case_fail(cn, "too many output types");
+  for (uint32_t j = 0; j < nout_types; j++) {
+    const char *ts = json_string_value(json_array_get(jouts, j));
+    if (!ts) return case_fail(cn, "output %u type is not a string", j);
+    ad_status_t st = ir_parse_type(c->m, ts, &out_types[j]);
+    if (st) return status_fail(cn, "parsing an output type", st);
+  }
   ir_node_desc_t d = {.op = op,
                       .name = "op",
                       .inputs = in_vals,
                       .ninputs = c->nin,
                       .attrs = attrs,
-                      .nattrs = nattrs};
+                      .nattrs = nattrs,
+                      .out_types = nout_types ? out_types : NULL,
+                      .nout_types = nout_types};
   uint32_t v0 = ir_build(c->g, &d);
   if (c->g->error) return status_fail(cn, "building the op", ir_graph_take_error(c->g));
   ir_node_t node = c->g->nodes[c->g->nnodes - 1];

@@ -9,7 +9,8 @@ inputs at *actual* sizes that may be below the IR bound (symbols), in one dtype:
        "symbols": {"B": [bound, actual], ...},
        "inputs": ["f64[B,5]", "i64[B]", ...],        # IR type syntax, symbolic dims
        "nondiff": [input indices with no gradient],
-       "fd": true|false}                               # finite-difference check wanted
+       "fd": true|false,                               # finite-difference check wanted
+       "outputs": ["f64[B*L,6]"]}                      # only for explicit-type ops (reshape)
   tensors  "<name>/in<i>", "<name>/out<j>", "<name>/cot<j>" (random cotangent per float
            output), "<name>/grad<i>" (d sum_j <out_j, cot_j> / d in_i, from torch autograd),
            all compact at actual sizes.
@@ -56,7 +57,8 @@ class Fixture:
     def randint(self, lo, hi, *shape, dtype=torch.int64):
         return torch.randint(lo, hi, shape, generator=self.gen).to(dtype)
 
-    def add(self, name, op, dtype, inputs, types, fn, attrs=None, symbols=None, nondiff=(), fd=True):
+    def add(self, name, op, dtype, inputs, types, fn, attrs=None, symbols=None, nondiff=(), fd=True,
+            outputs=None):
         """inputs: list of tensors at actual sizes; types: list of IR type strings (bounds via symbols)."""
         assert name not in {c["name"] for c in self.cases}, name
         ins = [x.detach().clone() for x in inputs]
@@ -70,7 +72,7 @@ class Fixture:
             outs = (outs,)
         total = None
         for j, o in enumerate(outs):
-            self.tensors[f"{name}/out{j}"] = o.detach().contiguous()
+            self.tensors[f"{name}/out{j}"] = o.detach().clone().contiguous()
             if o.is_floating_point() and o.requires_grad:
                 cot = torch.randn(o.shape, generator=self.gen, dtype=torch.float64).to(o.dtype)
                 self.tensors[f"{name}/cot{j}"] = cot
@@ -81,13 +83,15 @@ class Fixture:
             for i, g in zip(req, grads):
                 if g is None:
                     g = torch.zeros_like(ins[i])
-                self.tensors[f"{name}/grad{i}"] = g.detach().contiguous()
+                self.tensors[f"{name}/grad{i}"] = g.detach().clone().contiguous()
         for i, x in enumerate(ins):
-            self.tensors[f"{name}/in{i}"] = x.detach().contiguous()
+            self.tensors[f"{name}/in{i}"] = x.detach().clone().contiguous()
         self.cases.append({
             "name": name, "op": op, "dtype": dtype, "attrs": attrs or {},
             "symbols": symbols or {}, "inputs": list(types), "nondiff": list(nondiff), "fd": fd,
         })
+        if outputs:
+            self.cases[-1]["outputs"] = list(outputs)
 
     def write(self, root):
         path = os.path.join(root, "tests", "golden", f"ops_{self.group}.safetensors")

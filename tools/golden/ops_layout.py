@@ -152,6 +152,17 @@ def main():
         dy = fx.randn(7, 70, dtype=dt)
         fx.add(f"embedding_bwd_wide_{dt}", "embedding_bwd", dt, [ids1.to(torch.int32), dy, big],
                ["i32[7]", f"{dt}[7,70]", f"{dt}[5,70]"], embedding_bwd(), nondiff=[0, 2], fd=fd)
+    # ---- reshape (explicit output types): head split/merge over symbolic dims, flattening
+    for dt in ("f32", "f64"):
+        fd = dt == "f64"
+        x = fx.randn(3, 5, 8, dtype=dt)
+        fx.add(f"reshape_split_heads_{dt}", "reshape", dt, [x], [f"{dt}[B,L,8]"],
+               lambda t: t.reshape(3, 5, 2, 4), symbols=SYMS, fd=fd, outputs=[f"{dt}[B,L,2,4]"])
+        fx.add(f"reshape_flatten_{dt}", "reshape", dt, [x], [f"{dt}[B,L,8]"],
+               lambda t: t.reshape(15, 8), symbols=SYMS, fd=fd, outputs=[f"{dt}[B*L,8]"])
+        x = fx.randn(4, 6, dtype=dt)
+        fx.add(f"reshape_static_{dt}", "reshape", dt, [x], [f"{dt}[4,6]"],
+               lambda t: t.reshape(2, 3, 4), fd=fd, outputs=[f"{dt}[2,3,4]"])
     fx.write(repo_root())
 
 
