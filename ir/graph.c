@@ -165,6 +165,17 @@ ir_graph_t *ir_module_add_program(ir_module_t *m, const char *name) {
   return g;
 }
 
+void ir_module_remove_program(ir_module_t *m, ir_graph_t *g) {
+  for (uint32_t i = 0; i < m->nprograms; i++)
+    if (m->programs[i] == g) {
+      memmove(&m->programs[i], &m->programs[i + 1],
+              sizeof *m->programs * (size_t)(m->nprograms - i - 1));
+      m->nprograms--;
+      break;
+    }
+  graph_free(g);
+}
+
 ir_graph_t *ir_module_find_program(const ir_module_t *m, const char *name) {
   for (uint32_t i = 0; i < m->nprograms; i++)
     if (strcmp(m->programs[i]->name, name) == 0) return m->programs[i];

@@ -205,6 +205,8 @@ ad_status_t ir_module_add_slot(ir_module_t *m, const char *name, const ir_type_t
 int64_t ir_module_find_slot(const ir_module_t *m, const char *name); /* -1 if absent */
 ir_graph_t *ir_module_add_program(ir_module_t *m, const char *name);
 ir_graph_t *ir_module_find_program(const ir_module_t *m, const char *name);
+/* Removes g from m's programs (if there) and frees it; its strings stay in m's arena. */
+void ir_module_remove_program(ir_module_t *m, ir_graph_t *g);
 /* Symbol bounds as an array usable by ir_dim_eval. */
 void ir_module_bounds(const ir_module_t *m, int64_t *symvals);
 

@@ -17,27 +17,7 @@ static int64_t program_index(const ir_module_t *m, const ir_graph_t *g) {
   return -1;
 }
 
-void pass_graph_discard(ir_graph_t *g) {
-  ir_module_t *m = g->module;
-  int64_t i = program_index(m, g);
-  if (i >= 0) {
-    memmove(&m->programs[i], &m->programs[i + 1],
-            sizeof *m->programs * (size_t)(m->nprograms - (uint32_t)i - 1));
-    m->nprograms--;
-  }
-  /* The IR core frees graphs only through their module, so the detached graph is handed to a
-   * throwaway module whose teardown frees exactly that graph (strings stay in m's arena). */
-  ir_module_t *tm = ir_module_create();
-  if (!tm) return; /* out of memory: the graph leaks rather than crash */
-  tm->programs = malloc(sizeof *tm->programs);
-  if (!tm->programs) {
-    ir_module_free(tm);
-    return;
-  }
-  tm->programs[0] = g;
-  tm->nprograms = tm->cap_programs = 1;
-  ir_module_free(tm);
-}
+void pass_graph_discard(ir_graph_t *g) { ir_module_remove_program(g->module, g); }
 
 ad_status_t pass_graph_commit(ir_graph_t **gp, ir_graph_t *ng) {
   ir_graph_t *old = *gp;

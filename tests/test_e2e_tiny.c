@@ -67,8 +67,8 @@ static double forward_loss(const ir_module_t *m, rt_state_t *s, const rt_batch_t
     ck_assert_msg(!st, "%s", ad_status_message(st));
   }
   int64_t step = 1, seed = 7;
-  if (ir_module_find_scalar(m, "step")) rt_interp_set_input(it, "step", &step, sizeof step);
-  if (ir_module_find_scalar(m, "seed")) rt_interp_set_input(it, "seed", &seed, sizeof seed);
+  if (ir_module_find_scalar(m, "step")) ad_status_free(rt_interp_set_input(it, "step", &step, sizeof step));
+  if (ir_module_find_scalar(m, "seed")) ad_status_free(rt_interp_set_input(it, "seed", &seed, sizeof seed));
   for (uint32_t i = 0; i < m->nslots; i++)
     ck_assert(!rt_interp_bind_state(it, m->slots[i].name, s->data[i], s->bytes[i]));
   st = rt_interp_run(it, NULL);
@@ -155,9 +155,9 @@ START_TEST(test_fd_every_parameter) {
     ck_assert(!rt_interp_set_input(it, b.feeds[i].name, b.feeds[i].data, b.feeds[i].bytes));
   int64_t step = 1, seed = 7;
   double lr = 0;
-  rt_interp_set_input(it, "step", &step, sizeof step);
-  rt_interp_set_input(it, "seed", &seed, sizeof seed);
-  rt_interp_set_input(it, "lr", &lr, sizeof lr);
+  ad_status_free(rt_interp_set_input(it, "step", &step, sizeof step));
+  ad_status_free(rt_interp_set_input(it, "seed", &seed, sizeof seed));
+  ad_status_free(rt_interp_set_input(it, "lr", &lr, sizeof lr));
   for (uint32_t i = 0; i < m->nslots; i++)
     ck_assert(!rt_interp_bind_state(it, m->slots[i].name, scratch->data[i], scratch->bytes[i]));
   ad_status_t st = rt_interp_run(it, NULL);
