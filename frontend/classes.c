@@ -221,6 +221,8 @@ static const char *type_name(fe_arg_type_t t) {
     case FE_ARG_FLOAT: return "a float";
     case FE_ARG_BOOL: return "a boolean (true or false)";
     case FE_ARG_STRING: return "a string";
+    case FE_ARG_MAP: return "a map";
+    case FE_ARG_CLASS: return "a class (class_path and init_args)";
     default: return "a list";
   }
 }
@@ -258,6 +260,12 @@ static ad_status_t type_arg(const fe_arg_spec_t *s, const char *path, const fe_n
       ok = n->kind == FE_NODE_SEQ;
       v->list = n;
       break;
+    case FE_ARG_MAP:
+      ok = n->kind == FE_NODE_MAP;
+      v->list = n;
+      break;
+    case FE_ARG_CLASS:
+      return fe_error_at(n, "%s: nested classes are not supported by this build", path);
   }
   if (!ok)
     return fe_error_at(n, "%s: expected %s, got %s", path, type_name(s->type),
@@ -295,7 +303,9 @@ static void default_arg(const fe_arg_spec_t *s, fe_arg_value_t *v) {
     case FE_ARG_FLOAT: (void)fe_scalar_float(&n, &v->f); break;
     case FE_ARG_BOOL: (void)fe_scalar_bool(&n, &v->b); break;
     case FE_ARG_STRING: v->s = s->dflt; break;
-    case FE_ARG_LIST: break;
+    case FE_ARG_LIST:
+    case FE_ARG_MAP:
+    case FE_ARG_CLASS: break;
   }
 }
 

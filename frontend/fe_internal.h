@@ -51,7 +51,22 @@ typedef enum fe_arg_type {
   FE_ARG_BOOL,
   FE_ARG_STRING,
   FE_ARG_LIST,
+  FE_ARG_CLASS, /* a nested {class_path, init_args} object (or a bare class_path string);
+                   fe_arg_spec_t.kind says which kind of class is acceptable */
+  FE_ARG_MAP,   /* a free-form map (config_overwrites, rename_cols) */
 } fe_arg_type_t;
+
+/* What a class is for; nested FE_ARG_CLASS arguments accept one kind. */
+typedef enum fe_class_kind {
+  FE_CLASS_TASK = 0,   /* a model section class: builds the whole "forward" program */
+  FE_CLASS_BACKBONE,   /* modelgenerator.backbones.* */
+  FE_CLASS_FUSION,     /* modelgenerator.adapters.fusion.* */
+  FE_CLASS_ADAPTER,    /* modelgenerator.adapters.* (heads and MMFusion*Adapter) */
+  FE_CLASS_OPTIMIZER,
+  FE_CLASS_SCHEDULER,
+  FE_CLASS_DATA,
+  FE_CLASS_OTHER,      /* callbacks, loggers, strategies: accepted, warned about */
+} fe_class_kind_t;
 
 enum {
   FE_ARG_REQUIRED = 1u << 0, /* no default: the config must give it */
@@ -66,7 +81,9 @@ typedef struct fe_arg_spec {
   const char *name;
   fe_arg_type_t type;
   uint32_t flags;
-  const char *dflt; /* YAML text of the default (plain scalar); NULL for required / lists */
+  const char *dflt; /* YAML text of the default (plain scalar); NULL for required / lists;
+                       for FE_ARG_CLASS the default class_path */
+  fe_class_kind_t kind; /* FE_ARG_CLASS: the kind of class accepted */
 } fe_arg_spec_t;
 
 /* A resolved argument: the typed value and the node it came from (NULL when defaulted). */
@@ -77,7 +94,11 @@ typedef struct fe_arg_value {
   double f;
   bool b;
   const char *s;
-  const fe_node_t *list; /* FE_ARG_LIST: the sequence node */
+  const fe_node_t *list; /* FE_ARG_LIST: the sequence node; FE_ARG_MAP: the map node */
+  /* FE_ARG_CLASS: the resolved nested class and its typed arguments (indexed like
+   * cls->args; arena-owned by the config) */
+  const struct fe_class *cls;
+  const struct fe_arg_value *args;
 } fe_arg_value_t;
 
 #define FE_MAX_ARGS 32
@@ -107,7 +128,62 @@ struct fe_class {
                        const fe_node_t *section);
   /* Model classes: declares slots and emits the "forward" program. */
   ad_status_t (*build)(fe_build_ctx_t *ctx);
+  fe_class_kind_t kind;
+  /* Component classes fill the one matching their kind. */
+  const struct fe_backbone_ops *backbone;
+  const struct fe_fusion_ops *fusion;
+  const struct fe_adapter_ops *adapter;
+  /* Other class paths that name this class (e.g. "modelgenerator.adapters.MMFusionSeqAdapter"
+   * also reachable as "modelgenerator.adapters.adapters.MMFusionSeqAdapter"); NULL-terminated. */
+  const char *const *aliases;
 };
+
+/* ---- components: backbones, fusions, adapters ------------------------------------------------
+ * A task class (MMSequenceRegression, SequenceRegression, TinyTransformer) builds the forward
+ * program by calling the component classes its arguments name. A component knows only its own
+ * arguments, the parameter-name prefix it lives under (the peer's module path, e.g.
+ * "backbone1" or "adapter.fusion_module") and the IR values it is handed. */
+
+/* A sequence of embeddings (or one pooled vector) flowing between components. */
+typedef struct fe_seq {
+  uint32_t hidden; /* value [B, L, H] (or [B, H] when pooled) */
+  uint32_t mask;   /* value [B, L] in the compute dtype, 1 = valid; IR_NONE when pooled */
+  int64_t size;    /* H */
+  int len_sym;     /* symbol index of L, or -1 when L is static */
+} fe_seq_t;
+
+typedef struct fe_component_ctx {
+  fe_build_ctx_t *b;          /* module, forward graph, dtype, config, B symbol */
+  const char *prefix;         /* parameter/node path prefix: "backbone", "adapter.fusion_module" */
+  const struct fe_class *cls;
+  const fe_arg_value_t *args; /* indexed like cls->args */
+} fe_component_ctx_t;
+
+/* Backbones: the embedding size (needed before the fusion/adapter widths are known) and the
+ * builder. A backbone declares its own INPUT nodes named "<omic>_input_ids",
+ * "<omic>_attention_mask" (DNA: "<omic>_one_hot"), its own length symbol, and its parameter
+ * slots named "<prefix>.encoder.<peer module path>" exactly as the peer's state_dict. */
+typedef struct fe_backbone_ops {
+  ad_status_t (*embedding_size)(const struct fe_class *cls, const fe_arg_value_t *args,
+                                int64_t *out);
+  ad_status_t (*build)(fe_component_ctx_t *c, const char *omic, fe_seq_t *out);
+} fe_backbone_ops_t;
+
+/* Fusions: ins[0] is the query modality (backbone_order[0]); output size known up front. */
+typedef struct fe_fusion_ops {
+  ad_status_t (*output_size)(const struct fe_class *cls, const fe_arg_value_t *args,
+                             const int64_t *in_sizes, uint32_t n, int64_t *out);
+  ad_status_t (*build)(fe_component_ctx_t *c, const fe_seq_t *ins, uint32_t n, fe_seq_t *out);
+} fe_fusion_ops_t;
+
+/* Adapters: in (sequence or pooled) -> pred [B, out_features]. MMFusion*Adapter take the
+ * several modalities through build_mm; plain heads through build. */
+typedef struct fe_adapter_ops {
+  ad_status_t (*build)(fe_component_ctx_t *c, const fe_seq_t *in, int64_t out_features,
+                       uint32_t *pred);
+  ad_status_t (*build_mm)(fe_component_ctx_t *c, const fe_seq_t *ins, uint32_t n,
+                          int64_t out_features, uint32_t *pred);
+} fe_adapter_ops_t;
 
 /* The registry (classes.c). */
 const fe_class_t *fe_find_class(const char *class_path);

@@ -16,6 +16,8 @@ void ir_ops_register_layout(ir_op_info_t *table);      /* ir/ops/layout.c */
 void ir_ops_register_attention(ir_op_info_t *table);   /* ir/ops/attention.c */
 void ir_ops_register_pool(ir_op_info_t *table);        /* ir/ops/pool.c */
 void ir_ops_register_train(ir_op_info_t *table);       /* ir/ops/train.c */
+void ir_ops_register_conv(ir_op_info_t *table);        /* ir/ops/conv.c: conv1d, batchnorm */
+void ir_ops_register_model(ir_op_info_t *table);       /* ir/ops/model.c: rel_shift, one_hot, ... */
 
 /* Normalises a possibly negative axis; -1 when out of range. */
 int ir_norm_axis(int64_t axis, int rank);

@@ -23,6 +23,8 @@ static void build_table(void) {
   ir_ops_register_attention(g_table);
   ir_ops_register_pool(g_table);
   ir_ops_register_train(g_table);
+  ir_ops_register_conv(g_table);
+  ir_ops_register_model(g_table);
   /* Registration may not rename ops: the text form depends on ops.def names. */
   for (int i = 0; i < IR_OP_COUNT; i++) g_table[i].name = g_names[i];
 }
