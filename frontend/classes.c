@@ -174,7 +174,7 @@ static ad_status_t adamw_check(const fe_class_t *cls, const char *path, const fe
   return AD_OK;
 }
 
-static const fe_class_t k_class_adamw = {
+const fe_class_t fe_class_adamw = {
     .class_path = "torch.optim.AdamW",
     .section = "optimizer",
     .args = k_adamw_args,
@@ -188,25 +188,12 @@ static const fe_arg_spec_t k_synthetic_args[] = {
 };
 enum { DATA_BATCH, DATA_MAXLEN };
 
-static const fe_class_t k_class_synthetic = {
+const fe_class_t fe_class_synthetic_data = {
     .class_path = "aidomm.testing.SyntheticData",
     .section = "data",
     .args = k_synthetic_args,
     .nargs = sizeof k_synthetic_args / sizeof k_synthetic_args[0],
 };
-
-static const fe_class_t *const k_classes[] = {
-    &fe_class_tiny_transformer,
-    &k_class_adamw,
-    &k_class_synthetic,
-};
-#define NCLASSES (sizeof k_classes / sizeof k_classes[0])
-
-const fe_class_t *fe_find_class(const char *class_path) {
-  for (size_t i = 0; i < NCLASSES; i++)
-    if (strcmp(k_classes[i]->class_path, class_path) == 0) return k_classes[i];
-  return NULL;
-}
 
 int fe_class_arg_index(const fe_class_t *cls, const char *name) {
   for (uint32_t i = 0; i < cls->nargs; i++)
@@ -332,10 +319,10 @@ typedef struct fe_resolved {
 static const char *article(const char *word) { return strchr("aeiou", word[0]) ? "an" : "a"; }
 
 static ad_status_t unknown_class(const char *kind, const char *path, const fe_node_t *cp) {
-  const char *cands[NCLASSES];
+  const char *cands[256];
   size_t n = 0;
-  for (size_t i = 0; i < NCLASSES; i++)
-    if (strcmp(k_classes[i]->section, kind) == 0) cands[n++] = k_classes[i]->class_path;
+  for (size_t i = 0; i < fe_class_count() && n < 256; i++)
+    if (strcmp(fe_class_at(i)->section, kind) == 0) cands[n++] = fe_class_at(i)->class_path;
   const fe_class_t *other = fe_find_class(cp->scalar);
   if (other)
     return fe_error_at(cp, "%s.class_path: '%s' is %s %s class, not %s %s class", path, cp->scalar,

@@ -190,7 +190,13 @@ const fe_class_t *fe_find_class(const char *class_path);
 /* Index of an argument by name, or -1. */
 int fe_class_arg_index(const fe_class_t *cls, const char *name);
 
-/* Model classes (one file each). */
+/* Iteration over the table (frontend/registry.c), for key tables and suggestions. */
+size_t fe_class_count(void);
+const fe_class_t *fe_class_at(size_t i);
+
+/* Classes (one file each; listed in frontend/registry.c). */
 extern const fe_class_t fe_class_tiny_transformer;
+extern const fe_class_t fe_class_adamw;
+extern const fe_class_t fe_class_synthetic_data;
 
 #endif
