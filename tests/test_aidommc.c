@@ -2,210 +2,113 @@
  * inspect the plan, and check that usage and input errors give exit code 2 with exactly one
  * line on stderr. */
 #include <check.h>
-#include <dirent.h>
-#include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "plan/plan.h"
+#include "tests/support/test_util.h"
 
 #define TINY_CONFIG "configs/tiny_transformer.yaml"
 
-static char g_dir[256];
 static char g_bin[1024];
 static char g_config[1024];
 
 static void setup(void) {
-  const char *bin = getenv("AIDOMM_BIN_DIR");
-  snprintf(g_bin, sizeof g_bin, "%s/aidommc", bin ? bin : "build/bin");
-  const char *src = getenv("AIDOMM_SOURCE_DIR");
-  snprintf(g_config, sizeof g_config, "%s/%s", src ? src : ".", TINY_CONFIG);
-  snprintf(g_dir, sizeof g_dir, "/tmp/aidomm_test_aidommc.XXXXXX");
-  ck_assert_ptr_nonnull(mkdtemp(g_dir));
-}
-
-static void teardown(void) {
-  DIR *d = opendir(g_dir);
-  if (!d) return;
-  struct dirent *e;
-  char path[600];
-  while ((e = readdir(d))) {
-    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-    snprintf(path, sizeof path, "%s/%s", g_dir, e->d_name);
-    unlink(path);
-  }
-  closedir(d);
-  rmdir(g_dir);
-}
-
-static char *tmp_path(const char *name) {
-  static char buf[8][600];
-  static int k;
-  char *p = buf[k++ & 7];
-  snprintf(p, 600, "%s/%s", g_dir, name);
-  return p;
-}
-
-typedef struct run_result {
-  int code; /* exit status, or 128+signal */
-  char *out, *err;
-  size_t out_len, err_len;
-} run_result_t;
-
-static char *slurp(const char *path, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  ck_assert_ptr_nonnull(f);
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char *s = malloc((size_t)n + 1);
-  ck_assert_uint_eq(fread(s, 1, (size_t)n, f), (size_t)n);
-  s[n] = '\0';
-  fclose(f);
-  *len = (size_t)n;
-  return s;
-}
-
-/* Runs aidommc with the NULL-terminated arguments; stdout/stderr are captured in files (no
- * pipe deadlock on big IR dumps). */
-static run_result_t run(const char *arg0, ...) {
-  const char *argv[64];
-  int argc = 0;
-  argv[argc++] = g_bin;
-  va_list ap;
-  va_start(ap, arg0);
-  for (const char *a = arg0; a && argc < 63; a = va_arg(ap, const char *)) argv[argc++] = a;
-  va_end(ap);
-  argv[argc] = NULL;
-  char out_path[600], err_path[600];
-  snprintf(out_path, sizeof out_path, "%s/.stdout", g_dir);
-  snprintf(err_path, sizeof err_path, "%s/.stderr", g_dir);
-  fflush(NULL);
-  pid_t pid = fork();
-  ck_assert_int_ge(pid, 0);
-  if (pid == 0) {
-    int o = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    int e = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (o < 0 || e < 0) _exit(126);
-    dup2(o, 1);
-    dup2(e, 2);
-    execv(g_bin, (char *const *)argv);
-    _exit(127);
-  }
-  int status = 0;
-  ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-  run_result_t r;
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  ck_assert_msg(r.code != 127 && r.code != 126, "cannot run %s", g_bin);
-  r.out = slurp(out_path, &r.out_len);
-  r.err = slurp(err_path, &r.err_len);
-  return r;
-}
-
-static void run_free(run_result_t *r) {
-  free(r->out);
-  free(r->err);
-}
-
-static int count_lines(const char *s, size_t n) {
-  int k = 0;
-  for (size_t i = 0; i < n; i++) k += s[i] == '\n';
-  return k;
+  tu_bin_path(g_bin, sizeof g_bin, "aidommc");
+  snprintf(g_config, sizeof g_config, "%s/%s", tu_source_dir(), TINY_CONFIG);
+  tu_tmpdir_create("aidommc");
 }
 
 /* Exit code 2, exactly one (newline-terminated) line on stderr containing `want`. */
-static void expect_input_error(run_result_t *r, const char *want) {
+static void expect_input_error(tu_proc_t *r, const char *want) {
   ck_assert_msg(r->code == 2, "exit code %d (expected 2); stderr: %s", r->code, r->err);
-  ck_assert_msg(count_lines(r->err, r->err_len) == 1 && r->err[r->err_len - 1] == '\n',
+  ck_assert_msg(tu_count_lines(r->err, r->err_len) == 1 && r->err[r->err_len - 1] == '\n',
                 "expected one line on stderr, got: %s", r->err);
   ck_assert_msg(strstr(r->err, want) != NULL, "expected '%s' in stderr: %s", want, r->err);
 }
 
 static void compile_tiny(const char *plan_path) {
-  run_result_t r = run("compile", g_config, "-o", plan_path, NULL);
+  tu_proc_t r = tu_run_tool(g_bin, "compile", g_config, "-o", plan_path, NULL);
   ck_assert_msg(r.code == 0, "compile failed (%d): %s", r.code, r.err);
   ck_assert_uint_eq(r.err_len, 0);
-  run_free(&r);
+  tu_proc_free(&r);
 }
 
 /* ---- tests -------------------------------------------------------------------------------- */
 
 START_TEST(test_help_version_usage) {
-  run_result_t r = run("--help", NULL);
+  tu_proc_t r = tu_run_tool(g_bin, "--help", NULL);
   ck_assert_int_eq(r.code, 0);
   ck_assert_ptr_nonnull(strstr(r.out, "usage: aidommc compile CONFIG -o PLAN"));
   ck_assert_ptr_nonnull(strstr(r.out, "--print-after"));
-  run_free(&r);
+  tu_proc_free(&r);
 
-  r = run("--version", NULL);
+  r = tu_run_tool(g_bin, "--version", NULL);
   ck_assert_int_eq(r.code, 0);
   ck_assert_ptr_nonnull(strstr(r.out, "aidommc " AIDOMM_VERSION));
-  run_free(&r);
+  tu_proc_free(&r);
 
-  r = run(NULL);
+  r = tu_run_tool(g_bin, NULL);
   ck_assert_int_eq(r.code, 2);
   ck_assert_ptr_nonnull(strstr(r.err, "usage:"));
-  run_free(&r);
+  tu_proc_free(&r);
 
-  r = run("frobnicate", NULL);
+  r = tu_run_tool(g_bin, "frobnicate", NULL);
   expect_input_error(&r, "aidommc: error: unknown command 'frobnicate'");
-  run_free(&r);
-  r = run("--frobnicate", NULL);
+  tu_proc_free(&r);
+  r = tu_run_tool(g_bin, "--frobnicate", NULL);
   expect_input_error(&r, "aidommc: error: unknown option '--frobnicate'");
-  run_free(&r);
+  tu_proc_free(&r);
 }
 END_TEST
 
 START_TEST(test_usage_errors) {
-  const char *plan = tmp_path("x.plan");
-  run_result_t r = run("compile", g_config, "-o", plan, "--frobnicate", NULL);
+  const char *plan = tu_tmpdir_path("x.plan");
+  tu_proc_t r = tu_run_tool(g_bin, "compile", g_config, "-o", plan, "--frobnicate", NULL);
   expect_input_error(&r, "aidommc: error: unknown option '--frobnicate'");
-  run_free(&r);
-  r = run("compile", g_config, "-o", plan, "-x", NULL);
+  tu_proc_free(&r);
+  r = tu_run_tool(g_bin, "compile", g_config, "-o", plan, "-x", NULL);
   expect_input_error(&r, "unknown option '-x'");
-  run_free(&r);
-  r = run("compile", g_config, NULL);
+  tu_proc_free(&r);
+  r = tu_run_tool(g_bin, "compile", g_config, NULL);
   expect_input_error(&r, "-o PLAN");
-  run_free(&r);
-  r = run("compile", "-o", plan, NULL);
+  tu_proc_free(&r);
+  r = tu_run_tool(g_bin, "compile", "-o", plan, NULL);
   expect_input_error(&r, "needs a CONFIG");
-  run_free(&r);
-  r = run("compile", g_config, "-o", NULL);
+  tu_proc_free(&r);
+  r = tu_run_tool(g_bin, "compile", g_config, "-o", NULL);
   expect_input_error(&r, "needs a value");
-  run_free(&r);
-  r = run("compile", g_config, "-o", plan, "--job", "train", NULL);
+  tu_proc_free(&r);
+  r = tu_run_tool(g_bin, "compile", g_config, "-o", plan, "--job", "train", NULL);
   expect_input_error(&r, "unknown job 'train'");
-  run_free(&r);
-  r = run("compile", g_config, "-o", plan, "--print-after=nosuchpass", NULL);
+  tu_proc_free(&r);
+  r = tu_run_tool(g_bin, "compile", g_config, "-o", plan, "--print-after=nosuchpass", NULL);
   expect_input_error(&r, "unknown pass 'nosuchpass'");
-  run_free(&r);
-  r = run("compile", g_config, "-o", plan, "--trainer.max_steps", NULL);
+  tu_proc_free(&r);
+  r = tu_run_tool(g_bin, "compile", g_config, "-o", plan, "--trainer.max_steps", NULL);
   expect_input_error(&r, "needs a value");
-  run_free(&r);
-  r = run("inspect", NULL);
+  tu_proc_free(&r);
+  r = tu_run_tool(g_bin, "inspect", NULL);
   expect_input_error(&r, "needs a PLAN");
-  run_free(&r);
+  tu_proc_free(&r);
   /* Nothing was written by any of these. */
   ck_assert_int_ne(access(plan, F_OK), 0);
 }
 END_TEST
 
 START_TEST(test_missing_config) {
-  const char *missing = tmp_path("no-such-config.yaml");
-  run_result_t r = run("compile", missing, "-o", tmp_path("x.plan"), NULL);
+  const char *missing = tu_tmpdir_path("no-such-config.yaml");
+  tu_proc_t r = tu_run_tool(g_bin, "compile", missing, "-o", tu_tmpdir_path("x.plan"), NULL);
   expect_input_error(&r, missing);
-  run_free(&r);
-  ck_assert_int_ne(access(tmp_path("x.plan"), F_OK), 0);
+  tu_proc_free(&r);
+  ck_assert_int_ne(access(tu_tmpdir_path("x.plan"), F_OK), 0);
 }
 END_TEST
 
 START_TEST(test_compile_and_read) {
-  const char *plan_path = tmp_path("tiny.plan");
+  const char *plan_path = tu_tmpdir_path("tiny.plan");
   compile_tiny(plan_path);
   plan_t *p = NULL;
   ad_status_t st = plan_read(plan_path, &p);
@@ -239,11 +142,11 @@ START_TEST(test_compile_and_read) {
   plan_free(p);
 
   /* --job, --no-reuse and dotted overrides reach the plan. */
-  const char *plan2 = tmp_path("tiny-predict.plan");
-  run_result_t r = run("compile", g_config, "--job", "predict", "--no-reuse", "-o", plan2,
-                       "--trainer.max_steps", "3", "--seed_everything=7", NULL);
+  const char *plan2 = tu_tmpdir_path("tiny-predict.plan");
+  tu_proc_t r = tu_run_tool(g_bin, "compile", g_config, "--job", "predict", "--no-reuse", "-o",
+                            plan2, "--trainer.max_steps", "3", "--seed_everything=7", NULL);
   ck_assert_msg(r.code == 0, "compile failed (%d): %s", r.code, r.err);
-  run_free(&r);
+  tu_proc_free(&r);
   st = plan_read(plan2, &p);
   ck_assert_msg(st == NULL, "%s", ad_status_message(st));
   ck_assert_int_eq(p->job.kind, PLAN_JOB_PREDICT);
@@ -253,10 +156,10 @@ START_TEST(test_compile_and_read) {
   plan_free(p);
 
   /* Compiling is deterministic: the same config gives the same bytes. */
-  const char *plan3 = tmp_path("tiny-again.plan");
+  const char *plan3 = tu_tmpdir_path("tiny-again.plan");
   compile_tiny(plan3);
   size_t n1, n3;
-  char *b1 = slurp(plan_path, &n1), *b3 = slurp(plan3, &n3);
+  char *b1 = tu_read_file(plan_path, &n1), *b3 = tu_read_file(plan3, &n3);
   ck_assert_uint_eq(n1, n3);
   ck_assert_int_eq(memcmp(b1, b3, n1), 0);
   free(b1);
@@ -265,9 +168,9 @@ START_TEST(test_compile_and_read) {
 END_TEST
 
 START_TEST(test_inspect) {
-  const char *plan_path = tmp_path("tiny.plan");
+  const char *plan_path = tu_tmpdir_path("tiny.plan");
   compile_tiny(plan_path);
-  run_result_t r = run("inspect", plan_path, NULL);
+  tu_proc_t r = tu_run_tool(g_bin, "inspect", plan_path, NULL);
   ck_assert_msg(r.code == 0, "inspect failed (%d): %s", r.code, r.err);
   ck_assert_uint_eq(r.err_len, 0);
   const char *want[] = {"job fit", "program 'eval'", "FLOPs/sample", "shape@bound",
@@ -279,25 +182,25 @@ START_TEST(test_inspect) {
    * matmul-like op. */
   ck_assert_msg(strstr(r.out, "linear") || strstr(r.out, "matmul"), "no contraction in:\n%s",
                 r.out);
-  run_free(&r);
+  tu_proc_free(&r);
 
-  r = run("inspect", plan_path, "--full", NULL);
+  r = tu_run_tool(g_bin, "inspect", plan_path, "--full", NULL);
   ck_assert_int_eq(r.code, 0);
-  run_free(&r);
-  r = run("inspect", plan_path, "--bogus", NULL);
+  tu_proc_free(&r);
+  r = tu_run_tool(g_bin, "inspect", plan_path, "--bogus", NULL);
   expect_input_error(&r, "unknown option '--bogus'");
-  run_free(&r);
-  r = run("inspect", tmp_path("missing.plan"), NULL);
+  tu_proc_free(&r);
+  r = tu_run_tool(g_bin, "inspect", tu_tmpdir_path("missing.plan"), NULL);
   expect_input_error(&r, "missing.plan");
-  run_free(&r);
+  tu_proc_free(&r);
 }
 END_TEST
 
 START_TEST(test_corrupt_plans_rejected) {
-  const char *plan_path = tmp_path("tiny.plan");
+  const char *plan_path = tu_tmpdir_path("tiny.plan");
   compile_tiny(plan_path);
   size_t n;
-  char *good = slurp(plan_path, &n);
+  char *good = tu_read_file(plan_path, &n);
   ck_assert_uint_gt(n, 256);
 
   struct {
@@ -316,32 +219,29 @@ START_TEST(test_corrupt_plans_rejected) {
       {"flip-last.plan", n, (long)(n - 1), "checksum mismatch"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-    const char *path = tmp_path(cases[i].name);
+    const char *path = tu_tmpdir_path(cases[i].name);
     char *d = malloc(n);
     memcpy(d, good, n);
     if (cases[i].flip >= 0) d[cases[i].flip] ^= 0x10;
-    FILE *f = fopen(path, "wb");
-    ck_assert_ptr_nonnull(f);
-    if (cases[i].len) ck_assert_uint_eq(fwrite(d, 1, cases[i].len, f), cases[i].len);
-    fclose(f);
+    tu_write_file(path, d, cases[i].len);
     free(d);
-    run_result_t r = run("inspect", path, NULL);
+    tu_proc_t r = tu_run_tool(g_bin, "inspect", path, NULL);
     expect_input_error(&r, cases[i].why);
     ck_assert_msg(strstr(r.err, path) != NULL, "stderr does not name the file: %s", r.err);
     ck_assert_uint_eq(r.out_len, 0);
-    run_free(&r);
+    tu_proc_free(&r);
   }
   /* A YAML config is not a plan. */
-  run_result_t r = run("inspect", g_config, NULL);
+  tu_proc_t r = tu_run_tool(g_bin, "inspect", g_config, NULL);
   expect_input_error(&r, "not an aidomm plan");
-  run_free(&r);
+  tu_proc_free(&r);
   free(good);
 }
 END_TEST
 
 START_TEST(test_print_after_dce) {
-  const char *plan_path = tmp_path("tiny.plan");
-  run_result_t r = run("compile", g_config, "-o", plan_path, "--print-after=dce", NULL);
+  const char *plan_path = tu_tmpdir_path("tiny.plan");
+  tu_proc_t r = tu_run_tool(g_bin, "compile", g_config, "-o", plan_path, "--print-after=dce", NULL);
   ck_assert_msg(r.code == 0, "compile failed (%d): %s", r.code, r.err);
   ck_assert_ptr_nonnull(strstr(r.out, "; *** IR after dce ***"));
   ck_assert_ptr_nonnull(strstr(r.out, "aidomm-ir 1"));
@@ -354,20 +254,20 @@ START_TEST(test_print_after_dce) {
   ck_assert_msg(st == NULL, "%s", ad_status_message(st));
   ck_assert_ptr_nonnull(ir_module_find_program(m, "train_step"));
   ir_module_free(m);
-  run_free(&r);
+  tu_proc_free(&r);
 
-  r = run("compile", g_config, "-o", plan_path, "--print-before", "all", NULL);
+  r = tu_run_tool(g_bin, "compile", g_config, "-o", plan_path, "--print-before", "all", NULL);
   ck_assert_int_eq(r.code, 0);
   ck_assert_ptr_nonnull(strstr(r.out, "; *** IR before lower-training ***"));
   ck_assert_ptr_nonnull(strstr(r.out, "; *** IR before constfold ***"));
-  run_free(&r);
+  tu_proc_free(&r);
 }
 END_TEST
 
 static Suite *aidommc_suite(void) {
   Suite *s = suite_create("aidommc");
   TCase *tc = tcase_create("cli");
-  tcase_add_checked_fixture(tc, setup, teardown);
+  tcase_add_checked_fixture(tc, setup, tu_tmpdir_remove);
   tcase_set_timeout(tc, 120);
   tcase_add_test(tc, test_help_version_usage);
   tcase_add_test(tc, test_usage_errors);
@@ -380,10 +280,4 @@ static Suite *aidommc_suite(void) {
   return s;
 }
 
-int main(void) {
-  SRunner *sr = srunner_create(aidommc_suite());
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+int main(void) { return tu_run_suite(aidommc_suite()); }

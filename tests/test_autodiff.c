@@ -11,25 +11,13 @@
 
 #include "passes/passes.h"
 #include "runtime/interp.h"
+#include "tests/support/test_util.h"
 
 /* ---- building helpers ------------------------------------------------------------------ */
 
-static ir_type_t ty(ir_module_t *m, const char *s) {
-  ir_type_t t;
-  ad_status_t st = ir_parse_type(m, s, &t);
-  ck_assert_msg(st == AD_OK, "type %s: %s", s, ad_status_message(st));
-  return t;
-}
-
-static uint32_t input(ir_graph_t *g, const char *name, const char *type) {
-  ir_type_t t = ty(g->module, type);
-  ir_node_desc_t d = {.op = IR_OP_INPUT, .name = name, .out_types = &t, .nout_types = 1};
-  return ir_build(g, &d);
-}
-
 /* A trainable parameter slot and its read. */
 static uint32_t param(ir_graph_t *g, const char *name, const char *type) {
-  ir_type_t t = ty(g->module, type);
+  ir_type_t t = tu_type(g->module, type);
   ad_status_t st = ir_module_add_slot(g->module, name, &t, IR_SLOT_PARAM | IR_SLOT_TRAINABLE,
                                      "normal(0,0.02)", NULL);
   ck_assert_msg(st == AD_OK, "%s", ad_status_message(st));
@@ -38,38 +26,23 @@ static uint32_t param(ir_graph_t *g, const char *name, const char *type) {
   return ir_build(g, &d);
 }
 
-static uint32_t op(ir_graph_t *g, ir_op_t o, const char *name, const uint32_t *ins, uint32_t nin,
-                   const ir_attr_t *attrs, uint32_t nattrs) {
-  ir_node_desc_t d = {.op = o, .name = name, .inputs = ins, .ninputs = nin, .attrs = attrs,
-                      .nattrs = nattrs};
-  return ir_build(g, &d);
-}
-
 static uint32_t reshape(ir_graph_t *g, const char *name, uint32_t x, const char *type) {
-  ir_type_t t = ty(g->module, type);
-  ir_node_desc_t d = {.op = IR_OP_RESHAPE, .name = name, .inputs = &x, .ninputs = 1,
-                      .out_types = &t, .nout_types = 1};
-  return ir_build(g, &d);
+  return tu_node_text(g, IR_OP_RESHAPE, name, &x, 1, NULL, 0, type);
 }
 
 static uint32_t permute(ir_graph_t *g, const char *name, uint32_t x) {
   static const int64_t perm[4] = {0, 2, 1, 3};
   ir_attr_t a = IR_ATTR_INTS("perm", perm, 4);
-  return op(g, IR_OP_PERMUTE, name, &x, 1, &a, 1);
+  return tu_node(g, IR_OP_PERMUTE, name, &x, 1, &a, 1, NULL);
 }
 
 static void output(ir_graph_t *g, const char *name, uint32_t v) {
-  ir_node_desc_t d = {.op = IR_OP_OUTPUT, .name = name, .inputs = &v, .ninputs = 1};
-  ir_build(g, &d);
+  tu_node(g, IR_OP_OUTPUT, name, &v, 1, NULL, 0, NULL);
 }
 
 static void check_graph(ir_graph_t *g) {
   ad_status_t st = ir_graph_take_error(g);
   ck_assert_msg(st == AD_OK, "building: %s", ad_status_message(st));
-}
-
-static void ok(ad_status_t st) {
-  ck_assert_msg(st == AD_OK, "%s", st ? ad_status_message(st) : "");
 }
 
 /* ---- numbers ---------------------------------------------------------------------------- */
@@ -115,11 +88,11 @@ static void params_free(params_t *p) {
 
 static void bind_all(rt_interp_t *it, const ir_module_t *m, params_t *p) {
   for (uint32_t s = 0; s < m->nslots; s++)
-    ok(rt_interp_bind_state(it, m->slots[s].name, p->val[s], p->numel[s] * sizeof(double)));
+    tu_ok(rt_interp_bind_state(it, m->slots[s].name, p->val[s], p->numel[s] * sizeof(double)));
 }
 
 static double run_loss(rt_interp_t *it) {
-  ok(rt_interp_run(it, NULL));
+  tu_ok(rt_interp_run(it, NULL));
   const ir_tensor_t *l = rt_interp_output(it, "loss");
   ck_assert_ptr_nonnull(l);
   return *(const double *)l->data;
@@ -142,12 +115,6 @@ static double fd_directional(rt_interp_t *it, double *p, const double *dir, size
   memcpy(p, p0, sizeof(double) * n);
   free(p0);
   return (4 * d[1] - d[0]) / 3;
-}
-
-static int count_op(const ir_graph_t *g, ir_op_t o) {
-  int c = 0;
-  for (uint32_t i = 0; i < g->nnodes; i++) c += g->nodes[i].op == o;
-  return c;
 }
 
 static const ir_node_t *node_named(const ir_graph_t *g, const char *name) {
@@ -180,13 +147,13 @@ static void add_wrt(model_t *md, const char *name, uint32_t v) {
 static model_t build_model(void) {
   model_t md = {0};
   md.m = ir_module_create();
-  ok(ir_module_add_symbol(md.m, "B", 2, NULL));
-  ok(ir_module_add_symbol(md.m, "L", 4, NULL));
+  tu_ok(ir_module_add_symbol(md.m, "B", 2, NULL));
+  tu_ok(ir_module_add_symbol(md.m, "L", 4, NULL));
   ir_graph_t *g = md.g = ir_module_add_program(md.m, "forward");
-  uint32_t x = input(g, "x", "f64[B,L,4]");
-  uint32_t pmask = input(g, "pool_mask", "f64[B,L]");
-  uint32_t amask = input(g, "attn_mask", "f64[B,1,1,L]");
-  uint32_t target = input(g, "target", "f64[B,3]");
+  uint32_t x = tu_input_text(g, "x", "f64[B,L,4]");
+  uint32_t pmask = tu_input_text(g, "pool_mask", "f64[B,L]");
+  uint32_t amask = tu_input_text(g, "attn_mask", "f64[B,1,1,L]");
+  uint32_t target = tu_input_text(g, "target", "f64[B,3]");
 
   uint32_t w1 = param(g, "enc.dense.weight", "f64[4,4]");
   uint32_t b1 = param(g, "enc.dense.bias", "f64[4]");
@@ -212,35 +179,35 @@ static model_t build_model(void) {
   add_wrt(&md, "aux.weight", unused);
 
   uint32_t in3[3] = {x, w1, b1};
-  uint32_t h = op(g, IR_OP_LINEAR, "enc.dense", in3, 3, NULL, 0);
-  h = op(g, IR_OP_TANH, "enc.act", &h, 1, NULL, 0);
+  uint32_t h = tu_node(g, IR_OP_LINEAR, "enc.dense", in3, 3, NULL, 0, NULL);
+  h = tu_node(g, IR_OP_TANH, "enc.act", &h, 1, NULL, 0, NULL);
   ir_attr_t eps = IR_ATTR_F("eps", 1e-5);
   uint32_t lnin[3] = {h, lnw, lnb};
-  uint32_t ln = md.ln_out = op(g, IR_OP_LAYERNORM, "enc.ln", lnin, 3, &eps, 1);
+  uint32_t ln = md.ln_out = tu_node(g, IR_OP_LAYERNORM, "enc.ln", lnin, 3, &eps, 1, NULL);
   uint32_t q2[2] = {ln, wq}, k2[2] = {ln, wk}, v3[3] = {ln, wv, bv};
-  uint32_t q = op(g, IR_OP_LINEAR, "attn.q", q2, 2, NULL, 0);
-  uint32_t k = op(g, IR_OP_LINEAR, "attn.k", k2, 2, NULL, 0);
-  uint32_t v = op(g, IR_OP_LINEAR, "attn.v", v3, 3, NULL, 0);
+  uint32_t q = tu_node(g, IR_OP_LINEAR, "attn.q", q2, 2, NULL, 0, NULL);
+  uint32_t k = tu_node(g, IR_OP_LINEAR, "attn.k", k2, 2, NULL, 0, NULL);
+  uint32_t v = tu_node(g, IR_OP_LINEAR, "attn.v", v3, 3, NULL, 0, NULL);
   q = permute(g, "attn.q.heads", reshape(g, "attn.q.split", q, "f64[B,L,2,2]"));
   k = permute(g, "attn.k.heads", reshape(g, "attn.k.split", k, "f64[B,L,2,2]"));
   v = permute(g, "attn.v.heads", reshape(g, "attn.v.split", v, "f64[B,L,2,2]"));
   ir_attr_t scale = IR_ATTR_F("scale", 1.0 / sqrt(2.0));
   uint32_t qkvm[4] = {q, k, v, amask};
-  uint32_t o = op(g, IR_OP_ATTENTION, "attn.core", qkvm, 4, &scale, 1);
+  uint32_t o = tu_node(g, IR_OP_ATTENTION, "attn.core", qkvm, 4, &scale, 1, NULL);
   o = reshape(g, "attn.merge", permute(g, "attn.unheads", o), "f64[B,L,4]");
   uint32_t res[2] = {o, ln};
-  uint32_t r = op(g, IR_OP_ADD, "attn.residual", res, 2, NULL, 0);
+  uint32_t r = tu_node(g, IR_OP_ADD, "attn.residual", res, 2, NULL, 0, NULL);
   uint32_t pool[2] = {r, pmask};
-  uint32_t pooled = op(g, IR_OP_MASKED_MEAN_POOL, "pool", pool, 2, NULL, 0);
+  uint32_t pooled = tu_node(g, IR_OP_MASKED_MEAN_POOL, "pool", pool, 2, NULL, 0, NULL);
   uint32_t hd[3] = {pooled, wh, bh};
-  uint32_t pred = op(g, IR_OP_LINEAR, "head", hd, 3, NULL, 0);
+  uint32_t pred = tu_node(g, IR_OP_LINEAR, "head", hd, 3, NULL, 0, NULL);
   uint32_t mse[2] = {pred, target};
-  md.loss = op(g, IR_OP_MSE, "loss_fn", mse, 2, NULL, 0);
+  md.loss = tu_node(g, IR_OP_MSE, "loss_fn", mse, 2, NULL, 0, NULL);
   output(g, "pred", pred);
   output(g, "loss", md.loss);
   /* aux.weight reaches an output but not the loss. */
   uint32_t aux[2] = {pooled, unused};
-  output(g, "aux", op(g, IR_OP_MUL, "aux.mul", aux, 2, NULL, 0));
+  output(g, "aux", tu_node(g, IR_OP_MUL, "aux.mul", aux, 2, NULL, 0, NULL));
   check_graph(g);
   return md;
 }
@@ -258,10 +225,10 @@ static void set_model_inputs(rt_interp_t *it) {
       pm[b * TL + t] = valid ? 1.0 : 0.0;
       am[b * TL + t] = valid ? 0.0 : -DBL_MAX;
     }
-  ok(rt_interp_set_input(it, "x", x, sizeof x));
-  ok(rt_interp_set_input(it, "pool_mask", pm, sizeof pm));
-  ok(rt_interp_set_input(it, "attn_mask", am, sizeof am));
-  ok(rt_interp_set_input(it, "target", tg, sizeof tg));
+  tu_ok(rt_interp_set_input(it, "x", x, sizeof x));
+  tu_ok(rt_interp_set_input(it, "pool_mask", pm, sizeof pm));
+  tu_ok(rt_interp_set_input(it, "attn_mask", am, sizeof am));
+  tu_ok(rt_interp_set_input(it, "target", tg, sizeof tg));
 }
 
 START_TEST(test_model_gradients_match_finite_differences) {
@@ -269,7 +236,7 @@ START_TEST(test_model_gradients_match_finite_differences) {
   ir_graph_t *g = md.g;
   uint32_t grads[16];
   uint32_t nodes_before = g->nnodes;
-  ok(pass_autodiff(g, md.loss, md.wrt, md.nwrt, grads));
+  tu_ok(pass_autodiff(g, md.loss, md.wrt, md.nwrt, grads));
   ck_assert_uint_gt(g->nnodes, nodes_before);
   for (uint32_t i = 0; i < md.nwrt; i++) {
     if (strcmp(md.wrt_name[i], "aux.weight") == 0) {
@@ -283,7 +250,7 @@ START_TEST(test_model_gradients_match_finite_differences) {
     output(g, name, grads[i]);
   }
   check_graph(g);
-  ok(ir_verify_graph(g));
+  tu_ok(ir_verify_graph(g));
   /* The layernorm output feeds four nodes: three explicit accumulations, stably named. */
   for (int k = 1; k <= 3; k++) {
     char name[64];
@@ -301,7 +268,7 @@ START_TEST(test_model_gradients_match_finite_differences) {
 
   int64_t sym[2] = {TB, TL};
   rt_interp_t *it;
-  ok(rt_interp_create(g, sym, &it));
+  tu_ok(rt_interp_create(g, sym, &it));
   g_rng = 42;
   set_model_inputs(it);
   params_t p = params_init(md.m, 0.5);
@@ -354,25 +321,25 @@ END_TEST
  * go through explicit ADDs, and the result still matches finite differences. */
 START_TEST(test_accumulation_is_explicit) {
   ir_module_t *m = ir_module_create();
-  ok(ir_module_add_symbol(m, "B", 3, NULL));
+  tu_ok(ir_module_add_symbol(m, "B", 3, NULL));
   ir_graph_t *g = ir_module_add_program(m, "forward");
-  uint32_t x = input(g, "x", "f64[B,5]");
+  uint32_t x = tu_input_text(g, "x", "f64[B,5]");
   uint32_t w = param(g, "w", "f64[5]");
   uint32_t ww[2] = {w, w};
-  uint32_t sq = op(g, IR_OP_MUL, "square", ww, 2, NULL, 0);
-  uint32_t th = op(g, IR_OP_TANH, "act", &w, 1, NULL, 0);
+  uint32_t sq = tu_node(g, IR_OP_MUL, "square", ww, 2, NULL, 0, NULL);
+  uint32_t th = tu_node(g, IR_OP_TANH, "act", &w, 1, NULL, 0, NULL);
   uint32_t s2[2] = {sq, th};
-  uint32_t s = op(g, IR_OP_ADD, "sum", s2, 2, NULL, 0);
+  uint32_t s = tu_node(g, IR_OP_ADD, "sum", s2, 2, NULL, 0, NULL);
   uint32_t xs[2] = {x, s};
-  uint32_t y = op(g, IR_OP_MUL, "scaled", xs, 2, NULL, 0);
+  uint32_t y = tu_node(g, IR_OP_MUL, "scaled", xs, 2, NULL, 0, NULL);
   static const int64_t axes[2] = {0, 1};
   ir_attr_t ra[2] = {IR_ATTR_INTS("axes", axes, 2), IR_ATTR_I("keepdim", 0)};
-  uint32_t loss = op(g, IR_OP_REDUCE_MEAN, "mean", &y, 1, ra, 2);
+  uint32_t loss = tu_node(g, IR_OP_REDUCE_MEAN, "mean", &y, 1, ra, 2, NULL);
   output(g, "loss", loss);
   check_graph(g);
 
   uint32_t grad;
-  ok(pass_autodiff(g, loss, &w, 1, &grad));
+  tu_ok(pass_autodiff(g, loss, &w, 1, &grad));
   ck_assert(grad != IR_NONE);
   /* "w" has three contributions (square twice, act once): two accumulating ADDs. */
   const ir_node_t *a1 = node_named(g, "grad.w.acc1"), *a2 = node_named(g, "grad.w.acc2");
@@ -383,19 +350,19 @@ START_TEST(test_accumulation_is_explicit) {
   ck_assert_uint_eq(a2->inputs[0], a1->output0);
   output(g, "grad:w", grad);
   check_graph(g);
-  ok(ir_verify_graph(g));
+  tu_ok(ir_verify_graph(g));
 
   int64_t sym[1] = {2};
   rt_interp_t *it;
-  ok(rt_interp_create(g, sym, &it));
+  tu_ok(rt_interp_create(g, sym, &it));
   double xv[10];
   g_rng = 7;
   for (int i = 0; i < 10; i++) xv[i] = nrand();
-  ok(rt_interp_set_input(it, "x", xv, sizeof xv));
+  tu_ok(rt_interp_set_input(it, "x", xv, sizeof xv));
   double wv[5];
   for (int i = 0; i < 5; i++) wv[i] = nrand();
-  ok(rt_interp_bind_state(it, "w", wv, sizeof wv));
-  ok(rt_interp_run(it, NULL));
+  tu_ok(rt_interp_bind_state(it, "w", wv, sizeof wv));
+  tu_ok(rt_interp_run(it, NULL));
   const double *gv = rt_interp_output(it, "grad:w")->data;
   /* d/dw_j mean_{b,j}(x_bj (w_j^2 + tanh w_j)) = mean_b(x_bj) (2 w_j + 1 - tanh^2 w_j) / 5 */
   for (int j = 0; j < 5; j++) {
@@ -411,24 +378,24 @@ END_TEST
 START_TEST(test_no_gradient_where_none_is_due) {
   ir_module_t *m = ir_module_create();
   ir_graph_t *g = ir_module_add_program(m, "forward");
-  uint32_t x = input(g, "x", "f64[4]");
-  uint32_t ids = input(g, "ids", "i64[2]");
+  uint32_t x = tu_input_text(g, "x", "f64[4]");
+  uint32_t ids = tu_input_text(g, "ids", "i64[2]");
   uint32_t table = param(g, "emb", "f64[6,4]");
   uint32_t lone = param(g, "lone", "f64[4]");
   uint32_t ti[2] = {table, ids};
-  uint32_t e = op(g, IR_OP_EMBEDDING, "embed", ti, 2, NULL, 0);
+  uint32_t e = tu_node(g, IR_OP_EMBEDDING, "embed", ti, 2, NULL, 0, NULL);
   uint32_t ex[2] = {e, x};
-  uint32_t y = op(g, IR_OP_MUL, "mul", ex, 2, NULL, 0);
+  uint32_t y = tu_node(g, IR_OP_MUL, "mul", ex, 2, NULL, 0, NULL);
   static const int64_t axes[2] = {0, 1};
   ir_attr_t ra[2] = {IR_ATTR_INTS("axes", axes, 2), IR_ATTR_I("keepdim", 0)};
-  uint32_t loss = op(g, IR_OP_REDUCE_SUM, "sum", &y, 1, ra, 2);
-  uint32_t side = op(g, IR_OP_TANH, "side.tanh", &lone, 1, NULL, 0);
+  uint32_t loss = tu_node(g, IR_OP_REDUCE_SUM, "sum", &y, 1, ra, 2, NULL);
+  uint32_t side = tu_node(g, IR_OP_TANH, "side.tanh", &lone, 1, NULL, 0, NULL);
   output(g, "loss", loss);
   output(g, "side", side);
   check_graph(g);
 
   uint32_t wrt[4] = {table, ids, x, lone}, grads[4];
-  ok(pass_autodiff(g, loss, wrt, 4, grads));
+  tu_ok(pass_autodiff(g, loss, wrt, 4, grads));
   ck_assert(grads[0] != IR_NONE); /* the table */
   ck_assert(grads[1] == IR_NONE); /* integer ids never get a gradient */
   ck_assert(grads[2] != IR_NONE); /* a float data input may be differentiated */
@@ -436,11 +403,11 @@ START_TEST(test_no_gradient_where_none_is_due) {
   /* Nothing was emitted for the unrelated branch. */
   for (uint32_t i = 0; i < g->nnodes; i++)
     ck_assert_msg(strstr(g->nodes[i].name, "grad.side.tanh") == NULL, "node %s", g->nodes[i].name);
-  ok(ir_verify_graph(g));
+  tu_ok(ir_verify_graph(g));
 
   /* Nothing reaching the loss: no gradients and no nodes at all. */
   uint32_t before = g->nnodes, gl;
-  ok(pass_autodiff(g, loss, &lone, 1, &gl));
+  tu_ok(pass_autodiff(g, loss, &lone, 1, &gl));
   ck_assert(gl == IR_NONE);
   ck_assert_uint_eq(g->nnodes, before);
 
@@ -458,13 +425,13 @@ END_TEST
 
 static ir_module_t *build_train_module(void) {
   ir_module_t *m = ir_module_create();
-  ok(ir_module_add_symbol(m, "B", 4, NULL));
-  ok(ir_module_add_scalar(m, "seed", IR_DTYPE_I64, 0));
-  ok(ir_module_add_scalar(m, "step", IR_DTYPE_I64, 1));
-  ok(ir_module_add_scalar(m, "lr", IR_DTYPE_F64, 0.01));
+  tu_ok(ir_module_add_symbol(m, "B", 4, NULL));
+  tu_ok(ir_module_add_scalar(m, "seed", IR_DTYPE_I64, 0));
+  tu_ok(ir_module_add_scalar(m, "step", IR_DTYPE_I64, 1));
+  tu_ok(ir_module_add_scalar(m, "lr", IR_DTYPE_F64, 0.01));
   ir_graph_t *g = ir_module_add_program(m, "forward");
-  uint32_t x = input(g, "x", "f64[B,4]");
-  uint32_t target = input(g, "target", "f64[B,2]");
+  uint32_t x = tu_input_text(g, "x", "f64[B,4]");
+  uint32_t target = tu_input_text(g, "target", "f64[B,2]");
   ir_node_desc_t sd = {.op = IR_OP_SCALAR, .name = "seed"};
   uint32_t seed = ir_build(g, &sd);
   sd.name = "step";
@@ -472,21 +439,22 @@ static ir_module_t *build_train_module(void) {
   uint32_t w = param(g, "lin.weight", "f64[2,4]");
   uint32_t b = param(g, "lin.bias", "f64[2]");
   /* A parameter the forward never reads, and a frozen one it does read. */
-  ir_type_t t4 = ty(m, "f64[4]");
-  ok(ir_module_add_slot(m, "pooler.weight", &t4, IR_SLOT_PARAM | IR_SLOT_TRAINABLE, "zeros", NULL));
-  ok(ir_module_add_slot(m, "frozen.scale", &t4, IR_SLOT_PARAM, "ones", NULL));
+  ir_type_t t4 = tu_type(m, "f64[4]");
+  tu_ok(ir_module_add_slot(m, "pooler.weight", &t4, IR_SLOT_PARAM | IR_SLOT_TRAINABLE, "zeros",
+                           NULL));
+  tu_ok(ir_module_add_slot(m, "frozen.scale", &t4, IR_SLOT_PARAM, "ones", NULL));
   ir_attr_t fa = IR_ATTR_S("slot", "frozen.scale");
   ir_node_desc_t fd = {.op = IR_OP_STATE_IN, .name = "frozen.scale", .attrs = &fa, .nattrs = 1};
   uint32_t frozen = ir_build(g, &fd);
   uint32_t xf[2] = {x, frozen};
-  uint32_t h = op(g, IR_OP_MUL, "scale_in", xf, 2, NULL, 0);
+  uint32_t h = tu_node(g, IR_OP_MUL, "scale_in", xf, 2, NULL, 0, NULL);
   ir_attr_t da[2] = {IR_ATTR_S("key", "drop"), IR_ATTR_F("p", 0.25)};
   uint32_t dins[3] = {h, seed, step};
-  h = op(g, IR_OP_DROPOUT, "drop", dins, 3, da, 2);
+  h = tu_node(g, IR_OP_DROPOUT, "drop", dins, 3, da, 2, NULL);
   uint32_t lin[3] = {h, w, b};
-  uint32_t pred = op(g, IR_OP_LINEAR, "lin", lin, 3, NULL, 0);
+  uint32_t pred = tu_node(g, IR_OP_LINEAR, "lin", lin, 3, NULL, 0, NULL);
   uint32_t mse[2] = {pred, target};
-  uint32_t loss = op(g, IR_OP_MSE, "loss_fn", mse, 2, NULL, 0);
+  uint32_t loss = tu_node(g, IR_OP_MSE, "loss_fn", mse, 2, NULL, 0, NULL);
   output(g, "pred", pred);
   output(g, "loss", loss);
   check_graph(g);
@@ -497,8 +465,8 @@ START_TEST(test_lower_training_structure) {
   ir_module_t *m = build_train_module();
   pass_train_options_t o = {.beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 0.01,
                             .emit_grad_outputs = 1};
-  ok(pass_lower_training(m, &o));
-  ok(ir_verify_module(m));
+  tu_ok(pass_lower_training(m, &o));
+  tu_ok(ir_verify_module(m));
   ir_graph_t *fwd = ir_module_find_program(m, "forward");
   ir_graph_t *ts = ir_module_find_program(m, "train_step");
   ir_graph_t *ev = ir_module_find_program(m, "eval");
@@ -507,8 +475,8 @@ START_TEST(test_lower_training_structure) {
   ck_assert_ptr_nonnull(ev);
 
   /* Two trainable, read parameters: two AdamW updates and three state writes each. */
-  ck_assert_int_eq(count_op(ts, IR_OP_ADAMW), 2);
-  ck_assert_int_eq(count_op(ts, IR_OP_STATE_OUT), 6);
+  ck_assert_int_eq(tu_count_op(ts, 0, IR_OP_ADAMW), 2);
+  ck_assert_int_eq(tu_count_op(ts, 0, IR_OP_STATE_OUT), 6);
   ck_assert_ptr_nonnull(node_named(ts, "grad:lin.weight"));
   ck_assert_ptr_nonnull(node_named(ts, "grad:lin.bias"));
   ck_assert_ptr_null(node_named(ts, "grad:pooler.weight"));
@@ -528,11 +496,11 @@ START_TEST(test_lower_training_structure) {
   ck_assert(m->slots[ir_module_find_slot(m, "pooler.weight")].flags & IR_SLOT_UNUSED);
   ck_assert(!(m->slots[ir_module_find_slot(m, "lin.weight")].flags & IR_SLOT_UNUSED));
   /* eval: no dropout, no state writes, same outputs. */
-  ck_assert_int_eq(count_op(ev, IR_OP_DROPOUT), 0);
-  ck_assert_int_eq(count_op(ev, IR_OP_STATE_OUT), 0);
+  ck_assert_int_eq(tu_count_op(ev, 0, IR_OP_DROPOUT), 0);
+  ck_assert_int_eq(tu_count_op(ev, 0, IR_OP_STATE_OUT), 0);
   ck_assert_ptr_nonnull(node_named(ev, "loss"));
   ck_assert_ptr_nonnull(node_named(ev, "pred"));
-  ck_assert_int_eq(count_op(fwd, IR_OP_DROPOUT), 1);
+  ck_assert_int_eq(tu_count_op(fwd, 0, IR_OP_DROPOUT), 1);
 
   /* Lowering twice is an error that names the program. */
   ad_status_t st = pass_lower_training(m, &o);
@@ -557,7 +525,7 @@ START_TEST(test_train_step_numerics) {
   ir_module_t *m = build_train_module();
   pass_train_options_t o = {.beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 0.01,
                             .emit_grad_outputs = 1};
-  ok(pass_lower_training(m, &o));
+  tu_ok(pass_lower_training(m, &o));
   ir_graph_t *ts = ir_module_find_program(m, "train_step");
   ir_graph_t *fwd = ir_module_find_program(m, "forward");
   int64_t sym[1] = {3};
@@ -574,22 +542,22 @@ START_TEST(test_train_step_numerics) {
 
   /* Finite differences on the forward program (no state writes). */
   rt_interp_t *fit;
-  ok(rt_interp_create(fwd, sym, &fit));
-  ok(rt_interp_set_input(fit, "x", x, sizeof x));
-  ok(rt_interp_set_input(fit, "target", tg, sizeof tg));
-  ok(rt_interp_set_input(fit, "seed", &seed, sizeof seed));
-  ok(rt_interp_set_input(fit, "step", &step, sizeof step));
+  tu_ok(rt_interp_create(fwd, sym, &fit));
+  tu_ok(rt_interp_set_input(fit, "x", x, sizeof x));
+  tu_ok(rt_interp_set_input(fit, "target", tg, sizeof tg));
+  tu_ok(rt_interp_set_input(fit, "seed", &seed, sizeof seed));
+  tu_ok(rt_interp_set_input(fit, "step", &step, sizeof step));
   bind_all(fit, m, &p0); /* train_step writes p; the forward keeps reading the old values */
 
   rt_interp_t *it;
-  ok(rt_interp_create(ts, sym, &it));
-  ok(rt_interp_set_input(it, "x", x, sizeof x));
-  ok(rt_interp_set_input(it, "target", tg, sizeof tg));
-  ok(rt_interp_set_input(it, "seed", &seed, sizeof seed));
-  ok(rt_interp_set_input(it, "step", &step, sizeof step));
-  ok(rt_interp_set_input(it, "lr", &lr, sizeof lr));
+  tu_ok(rt_interp_create(ts, sym, &it));
+  tu_ok(rt_interp_set_input(it, "x", x, sizeof x));
+  tu_ok(rt_interp_set_input(it, "target", tg, sizeof tg));
+  tu_ok(rt_interp_set_input(it, "seed", &seed, sizeof seed));
+  tu_ok(rt_interp_set_input(it, "step", &step, sizeof step));
+  tu_ok(rt_interp_set_input(it, "lr", &lr, sizeof lr));
   bind_all(it, m, &p);
-  ok(rt_interp_run(it, NULL));
+  tu_ok(rt_interp_run(it, NULL));
   double loss_ts = *(const double *)rt_interp_output(it, "loss")->data;
   ck_assert_double_eq(loss_ts, run_loss(fit));
 
@@ -652,10 +620,4 @@ static Suite *autodiff_suite(void) {
   return s;
 }
 
-int main(void) {
-  SRunner *sr = srunner_create(autodiff_suite());
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+int main(void) { return tu_run_suite(autodiff_suite()); }

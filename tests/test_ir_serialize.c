@@ -3,42 +3,22 @@
  * field) is a DATA_LOSS status or a module that verifies, never a crash or a huge allocation
  * (the suite runs under ASan in CI). */
 #include <check.h>
-#include <dirent.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ir/ir.h"
-
-static void ok(ad_status_t st) {
-  if (st) ck_abort_msg("unexpected error: %s", ad_status_message(st));
-}
-
-static char *read_file(const char *path, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char *s = malloc((size_t)n + 1);
-  ck_assert_ptr_nonnull(s);
-  ck_assert_uint_eq(fread(s, 1, (size_t)n, f), (size_t)n);
-  s[n] = 0;
-  fclose(f);
-  *len = (size_t)n;
-  return s;
-}
+#include "tests/support/test_util.h"
 
 static ir_module_t *load_air(const char *name) {
-  const char *dir = getenv("AIDOMM_SOURCE_DIR");
-  char path[1024];
-  snprintf(path, sizeof path, "%s/tests/ir/%s", dir ? dir : ".", name);
+  char rel[512];
+  snprintf(rel, sizeof rel, "tests/ir/%s", name);
+  const char *path = tu_source_path(rel);
   size_t len;
-  char *text = read_file(path, &len);
-  ck_assert_msg(text != NULL, "cannot read %s", path);
+  char *text = tu_read_file(path, &len);
   ir_module_t *m;
-  ok(ir_parse_module(text, len, path, &m));
+  tu_ok(ir_parse_module(text, len, path, &m));
   free(text);
   return m;
 }
@@ -63,7 +43,7 @@ static bool buf_eq(const ad_buf_t *a, const ad_buf_t *b) {
 static void check_round_trip(const ir_module_t *m) {
   ad_buf_t b1 = serialize(m);
   ir_module_t *m2;
-  ok(ir_deserialize_module(b1.data, b1.len, &m2));
+  tu_ok(ir_deserialize_module(b1.data, b1.len, &m2));
   ad_buf_t b2 = serialize(m2);
   ck_assert_msg(buf_eq(&b1, &b2), "binary round trip differs (%zu vs %zu bytes)", b1.len, b2.len);
   ad_buf_t t1 = text_of(m), t2 = text_of(m2);
@@ -75,63 +55,41 @@ static void check_round_trip(const ir_module_t *m) {
   ir_module_free(m2);
 }
 
-static uint32_t node(ir_graph_t *g, ir_op_t op, const char *name, const uint32_t *ins, uint32_t nin,
-                     const ir_attr_t *attrs, uint32_t nattrs, const ir_type_t *t) {
-  ir_node_desc_t d = {.op = op, .name = name, .inputs = ins, .ninputs = nin, .attrs = attrs,
-                      .nattrs = nattrs, .out_types = t, .nout_types = t ? 1 : 0};
-  uint32_t v = ir_build(g, &d);
-  ad_status_t st = ir_graph_take_error(g);
-  if (st) ck_abort_msg("building '%s': %s", name ? name : "?", ad_status_message(st));
-  return v;
-}
-
-static ir_type_t type_of(const ir_module_t *m, const char *text) {
-  ir_type_t t;
-  ok(ir_parse_type(m, text, &t));
-  return t;
-}
-
-static double from_bits(uint64_t b) {
-  double d;
-  memcpy(&d, &b, sizeof d);
-  return d;
-}
-
 /* A module built through the API: every attribute kind, exact float bits, odd strings. */
 static ir_module_t *build_module(void) {
   ir_module_t *m = ir_module_create();
-  ok(ir_module_add_symbol(m, "B", 4, NULL));
-  ok(ir_module_add_symbol(m, "L", 16, NULL));
-  ok(ir_module_add_scalar(m, "lr", IR_DTYPE_F64, 1e-3));
-  ok(ir_module_add_scalar(m, "snan", IR_DTYPE_F64, from_bits(0x7ff0000000000001ull)));
-  ir_type_t w = type_of(m, "f32[4,4]");
-  ok(ir_module_add_slot(m, "w\xff\x01", &w, IR_SLOT_PARAM | IR_SLOT_TRAINABLE | (1u << 31),
+  tu_ok(ir_module_add_symbol(m, "B", 4, NULL));
+  tu_ok(ir_module_add_symbol(m, "L", 16, NULL));
+  tu_ok(ir_module_add_scalar(m, "lr", IR_DTYPE_F64, 1e-3));
+  tu_ok(ir_module_add_scalar(m, "snan", IR_DTYPE_F64, tu_f64_from_bits(0x7ff0000000000001ull)));
+  ir_type_t w = tu_type(m, "f32[4,4]");
+  tu_ok(ir_module_add_slot(m, "w\xff\x01", &w, IR_SLOT_PARAM | IR_SLOT_TRAINABLE | (1u << 31),
                         "normal(0,0.02)", NULL));
   ir_graph_t *g = ir_module_add_program(m, "fwd");
   static const int64_t ints[] = {INT64_MIN, -1, 0, INT64_MAX};
-  const double floats[] = {-0.0, INFINITY, -NAN, from_bits(0xfff0000000000abcull), 5e-324};
+  const double floats[] = {-0.0, INFINITY, -NAN, tu_f64_from_bits(0xfff0000000000abcull), 5e-324};
   char odd[256];
   for (int i = 1; i < 256; i++) odd[i - 1] = (char)i;
   odd[255] = 0;
   const ir_attr_t attrs[] = {
-      IR_ATTR_I("i", INT64_MIN),   IR_ATTR_F("f", from_bits(0x7ff8dead00000000ull)),
+      IR_ATTR_I("i", INT64_MIN),   IR_ATTR_F("f", tu_f64_from_bits(0x7ff8dead00000000ull)),
       IR_ATTR_S("s", odd),         IR_ATTR_S("s_empty", ""),
       IR_ATTR_INTS("ints", ints, 4), IR_ATTR_INTS("ints_empty", NULL, 0),
       IR_ATTR_FLOATS("floats", floats, 5), IR_ATTR_FLOATS("floats_empty", NULL, 0),
   };
-  ir_type_t tx = type_of(m, "f32[B,(L+3)/4,4]");
-  uint32_t x = node(g, IR_OP_INPUT, odd, NULL, 0, attrs, 8, &tx);
+  ir_type_t tx = tu_type(m, "f32[B,(L+3)/4,4]");
+  uint32_t x = tu_node_ok(g, IR_OP_INPUT, odd, NULL, 0, attrs, 8, &tx);
   ir_attr_t slot = IR_ATTR_S("slot", "w\xff\x01");
-  uint32_t wv = node(g, IR_OP_STATE_IN, "w.read", NULL, 0, &slot, 1, NULL);
-  uint32_t mm = node(g, IR_OP_MATMUL, "mm", (uint32_t[]){x, wv}, 2, NULL, 0, NULL);
+  uint32_t wv = tu_node_ok(g, IR_OP_STATE_IN, "w.read", NULL, 0, &slot, 1, NULL);
+  uint32_t mm = tu_node_ok(g, IR_OP_MATMUL, "mm", (uint32_t[]){x, wv}, 2, NULL, 0, NULL);
   ir_attr_t eps = IR_ATTR_F("eps", 1e-6);
-  uint32_t ln = node(g, IR_OP_LAYERNORM, "ln", &mm, 1, &eps, 1, NULL);
-  node(g, IR_OP_OUTPUT, "y", &ln, 1, NULL, 0, NULL);
-  node(g, IR_OP_OUTPUT, "rstd", (uint32_t[]){ln + 2}, 1, NULL, 0, NULL);
-  uint32_t w2 = node(g, IR_OP_NEG, "w.neg", &wv, 1, NULL, 0, NULL);
-  node(g, IR_OP_STATE_OUT, "w.write", &w2, 1, &slot, 1, NULL);
+  uint32_t ln = tu_node_ok(g, IR_OP_LAYERNORM, "ln", &mm, 1, &eps, 1, NULL);
+  tu_node_ok(g, IR_OP_OUTPUT, "y", &ln, 1, NULL, 0, NULL);
+  tu_node_ok(g, IR_OP_OUTPUT, "rstd", (uint32_t[]){ln + 2}, 1, NULL, 0, NULL);
+  uint32_t w2 = tu_node_ok(g, IR_OP_NEG, "w.neg", &wv, 1, NULL, 0, NULL);
+  tu_node_ok(g, IR_OP_STATE_OUT, "w.write", &w2, 1, &slot, 1, NULL);
   ir_module_add_program(m, "empty");
-  ok(ir_verify_module(m));
+  tu_ok(ir_verify_module(m));
   return m;
 }
 
@@ -141,7 +99,7 @@ START_TEST(test_round_trip_built) {
   /* The deserialized module holds the exact float bits and strings. */
   ad_buf_t b = serialize(m);
   ir_module_t *m2;
-  ok(ir_deserialize_module(b.data, b.len, &m2));
+  tu_ok(ir_deserialize_module(b.data, b.len, &m2));
   ck_assert_int_eq(memcmp(&m2->scalars[1].dflt, &m->scalars[1].dflt, 8), 0);
   ck_assert_str_eq(m2->programs[0]->nodes[0].name, m->programs[0]->nodes[0].name);
   const ir_attr_t *f = ir_node_attr(&m2->programs[0]->nodes[0], "floats");
@@ -156,24 +114,15 @@ START_TEST(test_round_trip_built) {
 }
 END_TEST
 
+static void round_trip_file(const char *path, const char *name, void *ctx) {
+  (void)path, (void)ctx;
+  ir_module_t *m = load_air(name);
+  check_round_trip(m);
+  ir_module_free(m);
+}
+
 START_TEST(test_round_trip_files) {
-  const char *dir = getenv("AIDOMM_SOURCE_DIR");
-  char path[1024];
-  snprintf(path, sizeof path, "%s/tests/ir", dir ? dir : ".");
-  DIR *d = opendir(path);
-  ck_assert_ptr_nonnull(d);
-  struct dirent *e;
-  int files = 0;
-  while ((e = readdir(d))) {
-    size_t nl = strlen(e->d_name);
-    if (nl < 5 || strcmp(e->d_name + nl - 4, ".air") != 0) continue;
-    ir_module_t *m = load_air(e->d_name);
-    check_round_trip(m);
-    ir_module_free(m);
-    files++;
-  }
-  closedir(d);
-  ck_assert_int_ge(files, 3);
+  ck_assert_int_ge(tu_for_each_file(tu_source_path("tests/ir"), ".air", round_trip_file, NULL), 3);
   /* The empty module too. */
   ir_module_t *m = ir_module_create();
   check_round_trip(m);
@@ -194,7 +143,7 @@ static int try_damaged(const uint8_t *data, size_t len) {
     ad_status_free(st);
     return 0;
   }
-  ok(ir_verify_module(m));
+  tu_ok(ir_verify_module(m));
   check_round_trip(m);
   ir_module_free(m);
   return 1;
@@ -364,7 +313,7 @@ static void expect_loss(const ad_buf_t *b, const char *what) {
 START_TEST(test_corruptions) {
   ad_buf_t b = tiny_full();
   ir_module_t *m;
-  ok(ir_deserialize_module(b.data, b.len, &m));
+  tu_ok(ir_deserialize_module(b.data, b.len, &m));
   ck_assert_uint_eq(m->programs[0]->nnodes, 3);
   ad_buf_t again = serialize(m);
   ck_assert(buf_eq(&b, &again)); /* the hand-written layout is the format */
@@ -564,10 +513,4 @@ static Suite *suite(void) {
   return s;
 }
 
-int main(void) {
-  SRunner *sr = srunner_create(suite());
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+int main(void) { return tu_run_suite(suite()); }

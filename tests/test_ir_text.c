@@ -3,56 +3,24 @@
  * every attribute kind, odd names and exact floats (inf, NaN payloads, -0.0, subnormals);
  * malformed text is one "FILE:LINE:COL: error: ..." status at the right place. */
 #include <check.h>
-#include <dirent.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ir/ir.h"
-
-static void ok(ad_status_t st) {
-  if (st) ck_abort_msg("unexpected error: %s", ad_status_message(st));
-}
-
-static char *read_file(const char *path, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char *s = malloc((size_t)n + 1);
-  ck_assert_ptr_nonnull(s);
-  ck_assert_uint_eq(fread(s, 1, (size_t)n, f), (size_t)n);
-  s[n] = 0;
-  fclose(f);
-  *len = (size_t)n;
-  return s;
-}
-
-static const char *source_dir(void) {
-  const char *d = getenv("AIDOMM_SOURCE_DIR");
-  return d ? d : ".";
-}
-
-static char *print_module(const ir_module_t *m, size_t *len) {
-  ad_buf_t b = {0};
-  ir_print_module(m, &b);
-  ad_buf_put_u8(&b, 0);
-  *len = b.len - 1;
-  return (char *)b.data;
-}
+#include "tests/support/test_util.h"
 
 /* print(parse(text)) == print(parse(print(parse(text)))); returns the first print. */
 static char *round_trip(const char *text, size_t len, const char *file) {
   ir_module_t *m;
-  ok(ir_parse_module(text, len, file, &m));
-  ok(ir_verify_module(m));
+  tu_ok(ir_parse_module(text, len, file, &m));
+  tu_ok(ir_verify_module(m));
   size_t n1, n2;
-  char *p1 = print_module(m, &n1);
+  char *p1 = tu_print_module(m, &n1);
   ir_module_free(m);
-  ok(ir_parse_module(p1, n1, "<printed>", &m));
-  char *p2 = print_module(m, &n2);
+  tu_ok(ir_parse_module(p1, n1, "<printed>", &m));
+  char *p2 = tu_print_module(m, &n2);
   ir_module_free(m);
   if (n1 != n2 || memcmp(p1, p2, n1) != 0)
     ck_abort_msg("%s: second print differs:\n--- first\n%s\n--- second\n%s", file, p1, p2);
@@ -64,10 +32,10 @@ static char *round_trip(const char *text, size_t len, const char *file) {
 
 static ir_module_t *symbols_module(void) {
   ir_module_t *m = ir_module_create();
-  ok(ir_module_add_symbol(m, "B", 4, NULL));
-  ok(ir_module_add_symbol(m, "L", 512, NULL));
-  ok(ir_module_add_symbol(m, "H", 64, NULL));
-  ok(ir_module_add_symbol(m, "seq len", 8, NULL)); /* not an identifier: printed quoted */
+  tu_ok(ir_module_add_symbol(m, "B", 4, NULL));
+  tu_ok(ir_module_add_symbol(m, "L", 512, NULL));
+  tu_ok(ir_module_add_symbol(m, "H", 64, NULL));
+  tu_ok(ir_module_add_symbol(m, "seq len", 8, NULL)); /* not an identifier: printed quoted */
   return m;
 }
 
@@ -121,7 +89,7 @@ START_TEST(test_type_canonical) {
     char *s = type_text(m, &t);
     ck_assert_msg(strcmp(s, cases[i][1]) == 0, "'%s' printed '%s', expected '%s'", cases[i][0], s,
                   cases[i][1]);
-    ok(ir_parse_type(m, s, &t2));
+    tu_ok(ir_parse_type(m, s, &t2));
     ck_assert(ir_type_equal(&t, &t2));
     char *s2 = type_text(m, &t2);
     ck_assert_str_eq(s, s2);
@@ -170,7 +138,7 @@ START_TEST(test_type_errors) {
   }
   /* Without a module only constant dims parse. */
   ir_type_t t;
-  ok(ir_parse_type(NULL, "f32[2,3]", &t));
+  tu_ok(ir_parse_type(NULL, "f32[2,3]", &t));
   ck_assert_int_eq(t.rank, 2);
   ad_status_t st = ir_parse_type(NULL, "f32[B]", &t);
   ck_assert_ptr_nonnull(st);
@@ -237,32 +205,21 @@ END_TEST
 
 /* Every .air file in tests/ir is canonical except those named *.loose.air, which are written
  * freely (comments, spacing, labels that are not value ids) and must print canonically. */
+static void check_file(const char *path, const char *name, void *ctx) {
+  (void)ctx;
+  size_t len, nl = strlen(name);
+  char *text = tu_read_file(path, &len);
+  char *printed = round_trip(text, len, path);
+  bool loose = nl > 10 && strcmp(name + nl - 10, ".loose.air") == 0;
+  if (!loose && strcmp(printed, text) != 0)
+    ck_abort_msg("%s is not in canonical form; it prints as:\n%s", path, printed);
+  if (loose) ck_assert_msg(strcmp(printed, text) != 0, "%s is canonical; rename it", path);
+  free(printed);
+  free(text);
+}
+
 START_TEST(test_files_round_trip) {
-  char dir[512];
-  snprintf(dir, sizeof dir, "%s/tests/ir", source_dir());
-  DIR *d = opendir(dir);
-  ck_assert_msg(d != NULL, "cannot open %s", dir);
-  struct dirent *e;
-  int files = 0;
-  while ((e = readdir(d))) {
-    size_t nl = strlen(e->d_name);
-    if (nl < 5 || strcmp(e->d_name + nl - 4, ".air") != 0) continue;
-    char path[1024];
-    snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-    size_t len;
-    char *text = read_file(path, &len);
-    ck_assert_ptr_nonnull(text);
-    char *printed = round_trip(text, len, path);
-    bool loose = nl > 10 && strcmp(e->d_name + nl - 10, ".loose.air") == 0;
-    if (!loose && strcmp(printed, text) != 0)
-      ck_abort_msg("%s is not in canonical form; it prints as:\n%s", path, printed);
-    if (loose) ck_assert_msg(strcmp(printed, text) != 0, "%s is canonical; rename it", path);
-    free(printed);
-    free(text);
-    files++;
-  }
-  closedir(d);
-  ck_assert_int_ge(files, 3);
+  ck_assert_int_ge(tu_for_each_file(tu_source_path("tests/ir"), ".air", check_file, NULL), 3);
 }
 END_TEST
 
@@ -273,61 +230,41 @@ static const char *all_bytes_name(void) {
   return s;
 }
 
-static ir_type_t type_of(const ir_module_t *m, const char *text) {
-  ir_type_t t;
-  ok(ir_parse_type(m, text, &t));
-  return t;
-}
-
-static uint32_t node(ir_graph_t *g, ir_op_t op, const char *name, const uint32_t *ins, uint32_t nin,
-                     const ir_attr_t *attrs, uint32_t nattrs, const ir_type_t *t) {
-  ir_node_desc_t d = {.op = op, .name = name, .inputs = ins, .ninputs = nin, .attrs = attrs,
-                      .nattrs = nattrs, .out_types = t, .nout_types = t ? 1 : 0};
-  uint32_t v = ir_build(g, &d);
-  ad_status_t st = ir_graph_take_error(g);
-  if (st) ck_abort_msg("building '%s': %s", name ? name : "?", ad_status_message(st));
-  return v;
-}
-
-static double from_bits(uint64_t b) {
-  double d;
-  memcpy(&d, &b, sizeof d);
-  return d;
-}
-
 /* Symbols, scalars, slots, three programs, every attribute kind and odd strings. */
 static ir_module_t *build_module(void) {
   ir_module_t *m = ir_module_create();
-  ok(ir_module_add_symbol(m, "B", 4, NULL));
-  ok(ir_module_add_symbol(m, "L", 16, NULL));
-  ok(ir_module_add_symbol(m, "odd sym\t\"x\"", 3, NULL));
-  ok(ir_module_add_scalar(m, "lr", IR_DTYPE_F64, 1e-3));
-  ok(ir_module_add_scalar(m, "step", IR_DTYPE_I64, 0.0));
-  ok(ir_module_add_scalar(m, "neg zero", IR_DTYPE_F32, -0.0));
-  ok(ir_module_add_scalar(m, "nan payload", IR_DTYPE_F64, from_bits(0x7ff4000000000123ull)));
-  ok(ir_module_add_scalar(m, "big", IR_DTYPE_F64, 1e16));
-  ok(ir_module_add_scalar(m, "inf", IR_DTYPE_F64, -INFINITY));
-  ir_type_t w8 = type_of(m, "f32[8,8]"), v8 = type_of(m, "f32[8]");
-  ok(ir_module_add_slot(m, "enc.w", &w8, IR_SLOT_PARAM | IR_SLOT_TRAINABLE, "normal(0,0.02)", NULL));
-  ok(ir_module_add_slot(m, "enc.b", &v8, IR_SLOT_PARAM | IR_SLOT_TRAINABLE | IR_SLOT_UNUSED, "zeros",
-                        NULL));
-  ok(ir_module_add_slot(m, "bn.mean", &v8, IR_SLOT_BUFFER, "zeros", NULL));
-  ok(ir_module_add_slot(m, "adam.m\\enc.w\n", &w8, IR_SLOT_OPTIM | (1u << 9), "", NULL));
-  ok(ir_module_add_slot(m, "plain", &v8, 0, "ones", NULL));
+  tu_ok(ir_module_add_symbol(m, "B", 4, NULL));
+  tu_ok(ir_module_add_symbol(m, "L", 16, NULL));
+  tu_ok(ir_module_add_symbol(m, "odd sym\t\"x\"", 3, NULL));
+  tu_ok(ir_module_add_scalar(m, "lr", IR_DTYPE_F64, 1e-3));
+  tu_ok(ir_module_add_scalar(m, "step", IR_DTYPE_I64, 0.0));
+  tu_ok(ir_module_add_scalar(m, "neg zero", IR_DTYPE_F32, -0.0));
+  tu_ok(ir_module_add_scalar(m, "nan payload", IR_DTYPE_F64,
+                             tu_f64_from_bits(0x7ff4000000000123ull)));
+  tu_ok(ir_module_add_scalar(m, "big", IR_DTYPE_F64, 1e16));
+  tu_ok(ir_module_add_scalar(m, "inf", IR_DTYPE_F64, -INFINITY));
+  ir_type_t w8 = tu_type(m, "f32[8,8]"), v8 = tu_type(m, "f32[8]");
+  tu_ok(ir_module_add_slot(m, "enc.w", &w8, IR_SLOT_PARAM | IR_SLOT_TRAINABLE, "normal(0,0.02)",
+                           NULL));
+  tu_ok(ir_module_add_slot(m, "enc.b", &v8, IR_SLOT_PARAM | IR_SLOT_TRAINABLE | IR_SLOT_UNUSED,
+                           "zeros", NULL));
+  tu_ok(ir_module_add_slot(m, "bn.mean", &v8, IR_SLOT_BUFFER, "zeros", NULL));
+  tu_ok(ir_module_add_slot(m, "adam.m\\enc.w\n", &w8, IR_SLOT_OPTIM | (1u << 9), "", NULL));
+  tu_ok(ir_module_add_slot(m, "plain", &v8, 0, "ones", NULL));
 
   ir_graph_t *g = ir_module_add_program(m, "train step");
   static const int64_t ints[] = {1, -2, INT64_MAX, INT64_MIN, 0};
   const double floats[] = {1.0,    -0.0,         INFINITY,   -INFINITY, NAN, -NAN,
-                           from_bits(0x7ff0000000000001ull), from_bits(0xfff0000000000abcull),
-                           4.9406564584124654e-324, 1.7976931348623157e308, 0.1, 1e16, -2.5e-300,
-                           123456789.0};
+                           tu_f64_from_bits(0x7ff0000000000001ull),
+                           tu_f64_from_bits(0xfff0000000000abcull), 4.9406564584124654e-324,
+                           1.7976931348623157e308, 0.1, 1e16, -2.5e-300, 123456789.0};
   const ir_attr_t kinds[] = {
       IR_ATTR_I("i", -7),
       IR_ATTR_I("i_min", INT64_MIN),
       IR_ATTR_F("f", 2.5),
       IR_ATTR_F("f_int", 3.0),
       IR_ATTR_F("f_negzero", -0.0),
-      IR_ATTR_F("f_nan", from_bits(0x7ff8000000000001ull)),
+      IR_ATTR_F("f_nan", tu_f64_from_bits(0x7ff8000000000001ull)),
       IR_ATTR_S("s", "tab\there \"quoted\" back\\slash\nnew\r\x01\x7f\x80\xff end"),
       IR_ATTR_S("empty", ""),
       IR_ATTR_INTS("ints", ints, 5),
@@ -338,51 +275,51 @@ static ir_module_t *build_module(void) {
       IR_ATTR_S("key with space", "k"),
       IR_ATTR_S("", "empty key"),
   };
-  ir_type_t tx = type_of(m, "f32[B,L,8]");
-  uint32_t x = node(g, IR_OP_INPUT, all_bytes_name(), NULL, 0, kinds, sizeof kinds / sizeof kinds[0],
-                    &tx);
-  ir_type_t tq = type_of(m, "f32[B,\"odd sym\\t\\\"x\\\"\"*L+1,(L+2)/4]");
-  uint32_t q = node(g, IR_OP_INPUT, "q", NULL, 0, NULL, 0, &tq);
-  uint32_t lr = node(g, IR_OP_SCALAR, "lr", NULL, 0, NULL, 0, NULL);
+  ir_type_t tx = tu_type(m, "f32[B,L,8]");
+  uint32_t x = tu_node_ok(g, IR_OP_INPUT, all_bytes_name(), NULL, 0, kinds,
+                          sizeof kinds / sizeof kinds[0], &tx);
+  ir_type_t tq = tu_type(m, "f32[B,\"odd sym\\t\\\"x\\\"\"*L+1,(L+2)/4]");
+  uint32_t q = tu_node_ok(g, IR_OP_INPUT, "q", NULL, 0, NULL, 0, &tq);
+  uint32_t lr = tu_node_ok(g, IR_OP_SCALAR, "lr", NULL, 0, NULL, 0, NULL);
   (void)lr;
   ir_attr_t slot_w = IR_ATTR_S("slot", "enc.w"), slot_b = IR_ATTR_S("slot", "enc.b");
-  uint32_t w = node(g, IR_OP_STATE_IN, "enc.w", NULL, 0, &slot_w, 1, NULL);
-  uint32_t b = node(g, IR_OP_STATE_IN, "enc.b", NULL, 0, &slot_b, 1, NULL);
+  uint32_t w = tu_node_ok(g, IR_OP_STATE_IN, "enc.w", NULL, 0, &slot_w, 1, NULL);
+  uint32_t b = tu_node_ok(g, IR_OP_STATE_IN, "enc.b", NULL, 0, &slot_b, 1, NULL);
   uint32_t lin_in[] = {x, w, b};
-  uint32_t y = node(g, IR_OP_LINEAR, "enc.linear", lin_in, 3, NULL, 0, NULL);
+  uint32_t y = tu_node_ok(g, IR_OP_LINEAR, "enc.linear", lin_in, 3, NULL, 0, NULL);
   ir_attr_t eps = IR_ATTR_F("eps", 1e-5);
-  uint32_t ln = node(g, IR_OP_LAYERNORM, "enc.ln", &y, 1, &eps, 1, NULL);
-  uint32_t sm = node(g, IR_OP_SOFTMAX, "enc.softmax", &ln, 1, NULL, 0, NULL);
+  uint32_t ln = tu_node_ok(g, IR_OP_LAYERNORM, "enc.ln", &y, 1, &eps, 1, NULL);
+  uint32_t sm = tu_node_ok(g, IR_OP_SOFTMAX, "enc.softmax", &ln, 1, NULL, 0, NULL);
   static const int64_t axes[] = {-1};
   ir_attr_t red[] = {IR_ATTR_INTS("axes", axes, 1), IR_ATTR_I("keepdim", 0)};
-  uint32_t r = node(g, IR_OP_REDUCE_SUM, "enc.sum", &sm, 1, red, 2, NULL);
+  uint32_t r = tu_node_ok(g, IR_OP_REDUCE_SUM, "enc.sum", &sm, 1, red, 2, NULL);
   ir_attr_t sc[] = {IR_ATTR_F("alpha", 0.5), IR_ATTR_F("beta", -1.0)};
-  uint32_t s = node(g, IR_OP_SCALE, "enc.scale", &r, 1, sc, 2, NULL);
-  ir_type_t flat = type_of(m, "f32[B*L]");
-  uint32_t fl = node(g, IR_OP_RESHAPE, "enc.flat", &s, 1, NULL, 0, &flat);
-  uint32_t wn = node(g, IR_OP_SCALE, "w.new", &w, 1, sc, 2, NULL);
-  node(g, IR_OP_STATE_OUT, "w.write", &wn, 1, &slot_w, 1, NULL);
-  node(g, IR_OP_OUTPUT, "loss \"quoted\"", &fl, 1, NULL, 0, NULL);
-  node(g, IR_OP_OUTPUT, "q.out", &q, 1, NULL, 0, NULL);
+  uint32_t s = tu_node_ok(g, IR_OP_SCALE, "enc.scale", &r, 1, sc, 2, NULL);
+  ir_type_t flat = tu_type(m, "f32[B*L]");
+  uint32_t fl = tu_node_ok(g, IR_OP_RESHAPE, "enc.flat", &s, 1, NULL, 0, &flat);
+  uint32_t wn = tu_node_ok(g, IR_OP_SCALE, "w.new", &w, 1, sc, 2, NULL);
+  tu_node_ok(g, IR_OP_STATE_OUT, "w.write", &wn, 1, &slot_w, 1, NULL);
+  tu_node_ok(g, IR_OP_OUTPUT, "loss \"quoted\"", &fl, 1, NULL, 0, NULL);
+  tu_node_ok(g, IR_OP_OUTPUT, "q.out", &q, 1, NULL, 0, NULL);
   (void)ln;
 
   ir_graph_t *e = ir_module_add_program(m, "eval");
-  ir_type_t t3 = type_of(m, "f64[3]");
+  ir_type_t t3 = tu_type(m, "f64[3]");
   const double cv[] = {0.25, -1.5, 1e-310};
   ir_attr_t val = IR_ATTR_FLOATS("value", cv, 3);
-  uint32_t c = node(e, IR_OP_CONST, "c", NULL, 0, &val, 1, &t3);
-  uint32_t c2 = node(e, IR_OP_MUL, "c.sq", (uint32_t[]){c, c}, 2, NULL, 0, NULL);
-  node(e, IR_OP_OUTPUT, "out", &c2, 1, NULL, 0, NULL);
+  uint32_t c = tu_node_ok(e, IR_OP_CONST, "c", NULL, 0, &val, 1, &t3);
+  uint32_t c2 = tu_node_ok(e, IR_OP_MUL, "c.sq", (uint32_t[]){c, c}, 2, NULL, 0, NULL);
+  tu_node_ok(e, IR_OP_OUTPUT, "out", &c2, 1, NULL, 0, NULL);
 
   ir_module_add_program(m, ""); /* an empty program with an empty name */
-  ok(ir_verify_module(m));
+  tu_ok(ir_verify_module(m));
   return m;
 }
 
 START_TEST(test_built_module_round_trip) {
   ir_module_t *m = build_module();
   size_t n;
-  char *p = print_module(m, &n);
+  char *p = tu_print_module(m, &n);
   ck_assert_uint_eq(strlen(p), n); /* no NUL escaped into the text */
   for (size_t i = 0; i < n; i++)
     ck_assert_msg(p[i] == '\n' || ((unsigned char)p[i] >= 0x20 && (unsigned char)p[i] < 0x7f),
@@ -392,7 +329,7 @@ START_TEST(test_built_module_round_trip) {
 
   /* The parsed module holds exactly the same values, bit for bit. */
   ir_module_t *m2;
-  ok(ir_parse_module(p, n, "<built>", &m2));
+  tu_ok(ir_parse_module(p, n, "<built>", &m2));
   ck_assert_uint_eq(m2->nprograms, m->nprograms);
   ck_assert_uint_eq(m2->nscalars, m->nscalars);
   for (uint32_t i = 0; i < m->nscalars; i++) {
@@ -453,12 +390,12 @@ START_TEST(test_labels_are_remapped) {
       "  %7: f32[B] = input \"a\"\n  %3: f32[B] = input \"b\"\n"
       "  %100: f32[B] = add \"s\" (%3, %7)\n  output \"o\" (%100)\n}\n";
   ir_module_t *m;
-  ok(ir_parse_module(text, strlen(text), "t.air", &m));
+  tu_ok(ir_parse_module(text, strlen(text), "t.air", &m));
   const ir_node_t *s = &m->programs[0]->nodes[2];
   ck_assert_uint_eq(s->inputs[0], 1);
   ck_assert_uint_eq(s->inputs[1], 0);
   size_t n;
-  char *p = print_module(m, &n);
+  char *p = tu_print_module(m, &n);
   ck_assert_ptr_nonnull(strstr(p, "%2: f32[B] = add \"s\" (%1, %0)\n  output \"o\" (%2)\n"));
   free(p);
   ir_module_free(m);
@@ -542,9 +479,9 @@ START_TEST(test_parse_errors) {
   ck_assert_ptr_nonnull(strstr(ad_status_message(st), "n.air:2:14: error: "));
   ad_status_free(st);
   /* The empty module. */
-  ok(ir_parse_module("aidomm-ir 1", 11, "e.air", &m));
+  tu_ok(ir_parse_module("aidomm-ir 1", 11, "e.air", &m));
   size_t n;
-  char *p = print_module(m, &n);
+  char *p = tu_print_module(m, &n);
   ck_assert_str_eq(p, "aidomm-ir 1\n");
   free(p);
   ir_module_free(m);
@@ -555,7 +492,7 @@ END_TEST
 START_TEST(test_truncations) {
   ir_module_t *m = build_module();
   size_t n;
-  char *p = print_module(m, &n);
+  char *p = tu_print_module(m, &n);
   ir_module_free(m);
   int parsed = 0;
   for (size_t len = 0; len <= n; len++) {
@@ -590,10 +527,4 @@ static Suite *suite(void) {
   return s;
 }
 
-int main(void) {
-  SRunner *sr = srunner_create(suite());
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+int main(void) { return tu_run_suite(suite()); }

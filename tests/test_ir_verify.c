@@ -2,29 +2,16 @@
  * names, state_out before a reader, two state_outs, wrong types, arity, attributes, undeclared
  * scalars and slots, module-level duplicates) is one error naming the program and the node. */
 #include <check.h>
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ir/ir.h"
-
-static void ok(ad_status_t st) {
-  if (st) ck_abort_msg("unexpected error: %s", ad_status_message(st));
-}
-
-static void expect_fail(ad_status_t st, const char *a, const char *b) {
-  ck_assert_msg(st != NULL, "verified; expected '%s'", a);
-  const char *msg = ad_status_message(st);
-  ck_assert_msg(strstr(msg, a) != NULL, "'%s' lacks '%s'", msg, a);
-  if (b) ck_assert_msg(strstr(msg, b) != NULL, "'%s' lacks '%s'", msg, b);
-  ck_assert_int_eq(ad_status_code(st), AD_STATUS_INVALID_ARGUMENT);
-  ad_status_free(st);
-}
+#include "tests/support/test_util.h"
 
 static ir_module_t *parse(const char *text) {
   ir_module_t *m;
-  ok(ir_parse_module(text, strlen(text), "v.air", &m));
+  tu_ok(ir_parse_module(text, strlen(text), "v.air", &m));
   return m;
 }
 
@@ -47,42 +34,29 @@ static const char *k_base =
     "  output \"lr.out\" (%6)\n"
     "}\n";
 
+static void verify_file(const char *path, const char *name, void *ctx) {
+  (void)name, (void)ctx;
+  size_t n;
+  char *buf = tu_read_file(path, &n);
+  ir_module_t *mm;
+  tu_ok(ir_parse_module(buf, n, path, &mm));
+  tu_ok(ir_verify_module(mm));
+  ir_module_free(mm);
+  free(buf);
+}
+
 START_TEST(test_valid_modules) {
   ir_module_t *m = parse(k_base);
-  ok(ir_verify_module(m));
-  ok(ir_verify_graph(m->programs[0]));
+  tu_ok(ir_verify_module(m));
+  tu_ok(ir_verify_graph(m->programs[0]));
   ir_module_free(m);
   /* Every example file verifies. */
-  const char *src = getenv("AIDOMM_SOURCE_DIR");
-  char dir[512];
-  snprintf(dir, sizeof dir, "%s/tests/ir", src ? src : ".");
-  DIR *d = opendir(dir);
-  ck_assert_ptr_nonnull(d);
-  struct dirent *e;
-  int files = 0;
-  while ((e = readdir(d))) {
-    size_t nl = strlen(e->d_name);
-    if (nl < 5 || strcmp(e->d_name + nl - 4, ".air") != 0) continue;
-    char path[1024];
-    snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-    FILE *f = fopen(path, "rb");
-    ck_assert_ptr_nonnull(f);
-    char buf[65536];
-    size_t n = fread(buf, 1, sizeof buf, f);
-    fclose(f);
-    ir_module_t *mm;
-    ok(ir_parse_module(buf, n, path, &mm));
-    ok(ir_verify_module(mm));
-    ir_module_free(mm);
-    files++;
-  }
-  closedir(d);
-  ck_assert_int_ge(files, 3);
+  ck_assert_int_ge(tu_for_each_file(tu_source_path("tests/ir"), ".air", verify_file, NULL), 3);
   /* The empty module and an empty program. */
   m = ir_module_create();
-  ok(ir_verify_module(m));
+  tu_ok(ir_verify_module(m));
   ir_module_add_program(m, "empty");
-  ok(ir_verify_module(m));
+  tu_ok(ir_verify_module(m));
   ir_module_free(m);
 }
 END_TEST
@@ -105,12 +79,13 @@ START_TEST(test_use_before_def) {
   ir_module_t *m = parse(k_base);
   ir_graph_t *g = m->programs[0];
   set_inputs(m, node_named(g, "r"), 2); /* relu reads tanh's output, defined after it */
-  expect_fail(ir_verify_module(m), "program 'p', node #1 'r' (relu)",
+  tu_expect_invalid(ir_verify_module(m), "program 'p', node #1 'r' (relu)",
               "input 0 uses value %2 before it is defined (by node #2)");
   set_inputs(m, node_named(g, "r"), 1); /* its own output */
-  expect_fail(ir_verify_graph(g), "node #1 'r' (relu)", "uses value %1 before it is defined");
+  tu_expect_invalid(ir_verify_graph(g), "node #1 'r' (relu)", "uses value %1 before it is defined");
   set_inputs(m, node_named(g, "r"), 99);
-  expect_fail(ir_verify_graph(g), "node #1 'r' (relu)", "refers to value %99, beyond the 7 values");
+  tu_expect_invalid(ir_verify_graph(g), "node #1 'r' (relu)",
+                    "refers to value %99, beyond the 7 values");
   ir_module_free(m);
 }
 END_TEST
@@ -119,13 +94,15 @@ START_TEST(test_duplicate_names) {
   ir_module_t *m = parse(k_base);
   ir_graph_t *g = m->programs[0];
   node_named(g, "t")->name = "r";
-  expect_fail(ir_verify_module(m), "program 'p', node #2 'r' (tanh)", "duplicate node name (also node #1)");
+  tu_expect_invalid(ir_verify_module(m), "program 'p', node #2 'r' (tanh)",
+                    "duplicate node name (also node #1)");
   ir_module_free(m);
 
   m = parse(k_base);
   g = m->programs[0];
   node_named(g, "lr.out")->name = "y";
-  expect_fail(ir_verify_module(m), "node #9 'y' (output)", "duplicate output name (also node #8)");
+  tu_expect_invalid(ir_verify_module(m), "node #9 'y' (output)",
+                    "duplicate output name (also node #8)");
   ir_module_free(m);
 }
 END_TEST
@@ -139,7 +116,7 @@ START_TEST(test_state_order) {
       "  state_out \"w.write\" (%1) {slot = \"w\"}\n"
       "  %2: f32[4] = relu \"late.reader\" (%0)\n"
       "  output \"y\" (%2)\n}\n");
-  expect_fail(ir_verify_module(m), "program 'p', node #3 'late.reader' (relu)",
+  tu_expect_invalid(ir_verify_module(m), "program 'p', node #3 'late.reader' (relu)",
               "reads state slot 'w' (through node 'w.read') after its state_out 'w.write'");
   ir_module_free(m);
 
@@ -150,7 +127,7 @@ START_TEST(test_state_order) {
       "  state_out \"w.write\" (%0) {slot = \"w\"}\n"
       "  %1: f32[4] = state_in \"w.read2\" {slot = \"w\"}\n"
       "  output \"y\" (%1)\n}\n");
-  expect_fail(ir_verify_module(m), "node #3 'y' (output)", "after its state_out 'w.write'");
+  tu_expect_invalid(ir_verify_module(m), "node #3 'y' (output)", "after its state_out 'w.write'");
   ir_module_free(m);
 
   /* Writing a slot with its own read is fine; two writes are not. */
@@ -158,14 +135,14 @@ START_TEST(test_state_order) {
       "aidomm-ir 1\nslot \"w\": f32[4] init \"zeros\"\nprogram \"p\" {\n"
       "  %0: f32[4] = state_in \"w.read\" {slot = \"w\"}\n"
       "  state_out \"w.write\" (%0) {slot = \"w\"}\n}\n");
-  ok(ir_verify_module(m));
+  tu_ok(ir_verify_module(m));
   ir_module_free(m);
   m = parse(
       "aidomm-ir 1\nslot \"w\": f32[4] init \"zeros\"\nprogram \"p\" {\n"
       "  %0: f32[4] = input \"x\"\n"
       "  state_out \"w.write\" (%0) {slot = \"w\"}\n"
       "  state_out \"w.write2\" (%0) {slot = \"w\"}\n}\n");
-  expect_fail(ir_verify_module(m), "node #2 'w.write2' (state_out)",
+  tu_expect_invalid(ir_verify_module(m), "node #2 'w.write2' (state_out)",
               "second state_out for slot 'w' (the first is 'w.write')");
   ir_module_free(m);
 
@@ -174,7 +151,7 @@ START_TEST(test_state_order) {
       "aidomm-ir 1\nslot \"w\": f32[4] init \"zeros\"\n"
       "program \"a\" {\n  %0: f32[4] = input \"x\"\n  state_out \"w.write\" (%0) {slot = \"w\"}\n}\n"
       "program \"b\" {\n  %0: f32[4] = input \"x\"\n  state_out \"w.write\" (%0) {slot = \"w\"}\n}\n");
-  ok(ir_verify_module(m));
+  tu_ok(ir_verify_module(m));
   ir_module_free(m);
 }
 END_TEST
@@ -183,7 +160,7 @@ START_TEST(test_wrong_types) {
   ir_module_t *m = parse(k_base);
   ir_graph_t *g = m->programs[0];
   g->values[2].type.dtype = IR_DTYPE_F64; /* tanh's output */
-  expect_fail(ir_verify_module(m), "program 'p', node #2 't' (tanh)",
+  tu_expect_invalid(ir_verify_module(m), "program 'p', node #2 't' (tanh)",
               "output 0 has type f64[B,4], expected f32[B,4]");
   ir_module_free(m);
 
@@ -191,30 +168,30 @@ START_TEST(test_wrong_types) {
   m = parse(k_base);
   g = m->programs[0];
   g->values[2].type.dims[1] = ir_dim_const(5);
-  expect_fail(ir_verify_module(m), "node #2 't' (tanh)", "f32[B,5], expected f32[B,4]");
+  tu_expect_invalid(ir_verify_module(m), "node #2 't' (tanh)", "f32[B,5], expected f32[B,4]");
   ir_module_free(m);
 
   /* A state_in whose value no longer has the slot's type. */
   m = parse(k_base);
   g = m->programs[0];
   g->values[3].type.dims[0] = ir_dim_const(3);
-  expect_fail(ir_verify_module(m), "node #3 'w.read' (state_in)", "f32[3], expected f32[4]");
+  tu_expect_invalid(ir_verify_module(m), "node #3 'w.read' (state_in)", "f32[3], expected f32[4]");
   ir_module_free(m);
 
   /* Types that are not types at all. */
   m = parse(k_base);
   g = m->programs[0];
   g->values[1].type.rank = 9;
-  expect_fail(ir_verify_module(m), "node #1 'r' (relu)", "output 0 has an invalid rank");
+  tu_expect_invalid(ir_verify_module(m), "node #1 'r' (relu)", "output 0 has an invalid rank");
   g->values[1].type.rank = 2;
   g->values[1].type.dims[0].terms[0].sym_a = 5;
-  expect_fail(ir_verify_module(m), "node #1 'r' (relu)", "undeclared symbol");
+  tu_expect_invalid(ir_verify_module(m), "node #1 'r' (relu)", "undeclared symbol");
   ir_module_free(m);
 
   /* A scalar node whose declaration changed dtype. */
   m = parse(k_base);
   m->scalars[0].dtype = IR_DTYPE_F32;
-  expect_fail(ir_verify_module(m), "node #7 'lr' (scalar)", "f64[], expected f32[]");
+  tu_expect_invalid(ir_verify_module(m), "node #7 'lr' (scalar)", "f64[], expected f32[]");
   ir_module_free(m);
 }
 END_TEST
@@ -224,19 +201,19 @@ START_TEST(test_structure) {
   ir_module_t *m = parse(k_base);
   ir_graph_t *g = m->programs[0];
   node_named(g, "t")->ninputs = 0;
-  expect_fail(ir_verify_module(m), "node #2 't' (tanh)", "takes 1..1 inputs, has 0");
+  tu_expect_invalid(ir_verify_module(m), "node #2 't' (tanh)", "takes 1..1 inputs, has 0");
   ir_module_free(m);
 
   /* Output bookkeeping. */
   m = parse(k_base);
   g = m->programs[0];
   g->values[2].index = 1;
-  expect_fail(ir_verify_module(m), "node #2 't' (tanh)", "recorded as output 1 of node #2");
+  tu_expect_invalid(ir_verify_module(m), "node #2 't' (tanh)", "recorded as output 1 of node #2");
   ir_module_free(m);
   m = parse(k_base);
   g = m->programs[0];
   g->nvalues--; /* the last value (the scalar's) vanishes */
-  expect_fail(ir_verify_module(m), "node #7 'lr' (scalar)", "beyond the 6 values");
+  tu_expect_invalid(ir_verify_module(m), "node #7 'lr' (scalar)", "beyond the 6 values");
   ir_module_free(m);
 
   /* Attributes must stay sorted with unique keys. */
@@ -247,25 +224,25 @@ START_TEST(test_structure) {
   attrs[0] = s->attrs[1];
   attrs[1] = s->attrs[0];
   s->attrs = attrs;
-  expect_fail(ir_verify_module(m), "node #5 'w.new' (scale)", "not sorted by key");
+  tu_expect_invalid(ir_verify_module(m), "node #5 'w.new' (scale)", "not sorted by key");
   attrs[0] = attrs[1];
-  expect_fail(ir_verify_module(m), "node #5 'w.new' (scale)", "('alpha' then 'alpha')");
+  tu_expect_invalid(ir_verify_module(m), "node #5 'w.new' (scale)", "('alpha' then 'alpha')");
   ir_module_free(m);
 
   /* Undeclared scalars and slots; a bad op id. */
   m = parse(k_base);
   g = m->programs[0];
   node_named(g, "lr")->name = "learning_rate";
-  expect_fail(ir_verify_module(m), "'learning_rate'", "is not declared");
+  tu_expect_invalid(ir_verify_module(m), "'learning_rate'", "is not declared");
   ir_module_free(m);
   m = parse(k_base);
   g = m->programs[0];
   ir_attr_t *sa = ad_arena_alloc(&m->arena, sizeof *sa);
   *sa = IR_ATTR_S("slot", "nosuch");
   node_named(g, "w.write")->attrs = sa;
-  expect_fail(ir_verify_module(m), "w.write", "'nosuch'");
+  tu_expect_invalid(ir_verify_module(m), "w.write", "'nosuch'");
   node_named(g, "w.write")->op = IR_OP_COUNT;
-  expect_fail(ir_verify_module(m), "node #6 'w.write'", "invalid op id");
+  tu_expect_invalid(ir_verify_module(m), "node #6 'w.write'", "invalid op id");
   ir_module_free(m);
 
   /* A pending builder error. */
@@ -273,7 +250,7 @@ START_TEST(test_structure) {
   g = m->programs[0];
   ir_node_desc_t d = {.op = IR_OP_RELU, .name = "bad", .inputs = (uint32_t[]){42}, .ninputs = 1};
   ir_build(g, &d);
-  expect_fail(ir_verify_module(m), "program 'p' holds a builder error", "undefined value");
+  tu_expect_invalid(ir_verify_module(m), "program 'p' holds a builder error", "undefined value");
   ir_module_free(m);
 }
 END_TEST
@@ -281,35 +258,35 @@ END_TEST
 START_TEST(test_module_rules) {
   ir_module_t *m = parse(k_base);
   ir_module_add_program(m, "p"); /* the module API does not refuse it; the verifier does */
-  expect_fail(ir_verify_module(m), "program 'p' is defined twice", NULL);
+  tu_expect_invalid(ir_verify_module(m), "program 'p' is defined twice", NULL);
   ir_module_free(m);
 
   m = parse(k_base);
   m->slots[0].type.dims[0] = ir_dim_sym(0);
-  expect_fail(ir_verify_module(m), "state slot 'w' must have a static shape", NULL);
+  tu_expect_invalid(ir_verify_module(m), "state slot 'w' must have a static shape", NULL);
   ir_module_free(m);
 
   m = parse(k_base);
   m->symbols[0].bound = 0;
-  expect_fail(ir_verify_module(m), "symbol 'B' has bound 0", NULL);
+  tu_expect_invalid(ir_verify_module(m), "symbol 'B' has bound 0", NULL);
   ir_module_free(m);
 
   m = parse(
       "aidomm-ir 1\nslot \"a\": f32[1] init \"zeros\"\nslot \"b\": f32[1] init \"zeros\"\n");
   m->slots[1].name = m->slots[0].name;
-  expect_fail(ir_verify_module(m), "state slot 'a' is declared twice", NULL);
+  tu_expect_invalid(ir_verify_module(m), "state slot 'a' is declared twice", NULL);
   ir_module_free(m);
 
   m = parse("aidomm-ir 1\nscalar \"a\": f32 = 0\nscalar \"b\": f32 = 0\n");
   m->scalars[1].name = "a";
-  expect_fail(ir_verify_module(m), "runtime scalar 'a' is declared twice", NULL);
+  tu_expect_invalid(ir_verify_module(m), "runtime scalar 'a' is declared twice", NULL);
   ir_module_free(m);
 
   /* A program from another module. */
   m = parse(k_base);
   ir_module_t *other = ir_module_create();
   m->programs[0]->module = other;
-  expect_fail(ir_verify_module(m), "program 'p' belongs to another module", NULL);
+  tu_expect_invalid(ir_verify_module(m), "program 'p' belongs to another module", NULL);
   m->programs[0]->module = m;
   ir_module_free(other);
   ir_module_free(m);
@@ -330,10 +307,4 @@ static Suite *suite(void) {
   return s;
 }
 
-int main(void) {
-  SRunner *sr = srunner_create(suite());
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+int main(void) { return tu_run_suite(suite()); }

@@ -9,16 +9,7 @@
 
 #include "ir/ops/ops_internal.h" /* ir_emit helpers */
 #include "passes/passes.h"
-
-static void ok(ad_status_t st) {
-  ck_assert_msg(st == AD_OK, "%s", st ? ad_status_message(st) : "");
-}
-
-static ir_type_t ty(ir_module_t *m, const char *s) {
-  ir_type_t t;
-  ok(ir_parse_type(m, s, &t));
-  return t;
-}
+#include "tests/support/test_util.h"
 
 static uint32_t g_rng = 12345;
 static uint32_t rnd(uint32_t n) {
@@ -88,8 +79,8 @@ static uint64_t check_plan(const ir_graph_t *g, const pass_memplan_t *p, int reu
  * with a parameter read per class and a few outputs. */
 static ir_module_t *random_dag(uint32_t nnodes) {
   ir_module_t *m = ir_module_create();
-  ok(ir_module_add_symbol(m, "B", 4, NULL));
-  ok(ir_module_add_symbol(m, "L", 10, NULL));
+  tu_ok(ir_module_add_symbol(m, "B", 4, NULL));
+  tu_ok(ir_module_add_symbol(m, "L", 10, NULL));
   ir_graph_t *g = ir_module_add_program(m, "forward");
   static const char *const types[3] = {"f32[B,16]", "f64[B,L,16]", "f32[L,3]"};
   static const char *const ptypes[3] = {"f32[16]", "f64[16]", "f32[3]"};
@@ -99,12 +90,12 @@ static ir_module_t *random_dag(uint32_t nnodes) {
     vals[c] = malloc(sizeof(uint32_t) * (nnodes + 2));
     char name[32];
     snprintf(name, sizeof name, "in%d", c);
-    ir_type_t t = ty(m, types[c]);
+    ir_type_t t = tu_type(m, types[c]);
     ir_node_desc_t d = {.op = IR_OP_INPUT, .name = name, .out_types = &t, .nout_types = 1};
     vals[c][nv[c]++] = ir_build(g, &d);
     snprintf(name, sizeof name, "p%d", c);
-    ir_type_t pt = ty(m, ptypes[c]);
-    ok(ir_module_add_slot(m, name, &pt, IR_SLOT_PARAM | IR_SLOT_TRAINABLE, "zeros", NULL));
+    ir_type_t pt = tu_type(m, ptypes[c]);
+    tu_ok(ir_module_add_slot(m, name, &pt, IR_SLOT_PARAM | IR_SLOT_TRAINABLE, "zeros", NULL));
     ir_attr_t a = IR_ATTR_S("slot", name);
     ir_node_desc_t sd = {.op = IR_OP_STATE_IN, .name = name, .attrs = &a, .nattrs = 1};
     vals[c][nv[c]++] = ir_build(g, &sd);
@@ -137,7 +128,7 @@ static ir_module_t *random_dag(uint32_t nnodes) {
     ir_build(g, &d);
     free(vals[c]);
   }
-  ok(ir_graph_take_error(g));
+  tu_ok(ir_graph_take_error(g));
   return m;
 }
 
@@ -147,11 +138,11 @@ START_TEST(test_random_dags_no_overlap) {
     ir_module_t *m = random_dag(40 + (uint32_t)trial * 10);
     ir_graph_t *g = m->programs[0];
     pass_memplan_t p;
-    ok(pass_memplan(g, 1, &p));
+    tu_ok(pass_memplan(g, 1, &p));
     pairs += check_plan(g, &p, 1);
     ck_assert_int_lt(p.peak_bytes, p.total_bytes);
     pass_memplan_t q;
-    ok(pass_memplan(g, 0, &q));
+    tu_ok(pass_memplan(g, 0, &q));
     check_plan(g, &q, 0);
     ck_assert_int_eq(q.peak_bytes, q.total_bytes);
     ck_assert_int_eq(q.total_bytes, p.total_bytes);
@@ -167,17 +158,17 @@ END_TEST
 /* A forward + backward graph (many values live from the forward into the backward). */
 START_TEST(test_backward_graph) {
   ir_module_t *m = ir_module_create();
-  ok(ir_module_add_symbol(m, "B", 8, NULL));
+  tu_ok(ir_module_add_symbol(m, "B", 8, NULL));
   ir_graph_t *g = ir_module_add_program(m, "forward");
-  ir_type_t xt = ty(m, "f64[B,32]");
+  ir_type_t xt = tu_type(m, "f64[B,32]");
   ir_node_desc_t d = {.op = IR_OP_INPUT, .name = "x", .out_types = &xt, .nout_types = 1};
   uint32_t h = ir_build(g, &d);
   uint32_t wrt[6];
   for (int l = 0; l < 6; l++) {
     char name[32];
     snprintf(name, sizeof name, "layers.%d.scale", l);
-    ir_type_t pt = ty(m, "f64[32]");
-    ok(ir_module_add_slot(m, name, &pt, IR_SLOT_PARAM | IR_SLOT_TRAINABLE, "ones", NULL));
+    ir_type_t pt = tu_type(m, "f64[32]");
+    tu_ok(ir_module_add_slot(m, name, &pt, IR_SLOT_PARAM | IR_SLOT_TRAINABLE, "ones", NULL));
     ir_attr_t a = IR_ATTR_S("slot", name);
     ir_node_desc_t sd = {.op = IR_OP_STATE_IN, .name = name, .attrs = &a, .nattrs = 1};
     wrt[l] = ir_build(g, &sd);
@@ -189,19 +180,19 @@ START_TEST(test_backward_graph) {
   uint32_t loss = ir_emit(g, IR_OP_REDUCE_MEAN, &h, 1, ra, 2);
   ir_node_desc_t od = {.op = IR_OP_OUTPUT, .name = "loss", .inputs = &loss, .ninputs = 1};
   ir_build(g, &od);
-  ok(ir_graph_take_error(g));
+  tu_ok(ir_graph_take_error(g));
   uint32_t grads[6];
-  ok(pass_autodiff(g, loss, wrt, 6, grads));
+  tu_ok(pass_autodiff(g, loss, wrt, 6, grads));
   for (int l = 0; l < 6; l++) {
     char name[32];
     snprintf(name, sizeof name, "grad:%d", l);
     ir_node_desc_t gd = {.op = IR_OP_OUTPUT, .name = name, .inputs = &grads[l], .ninputs = 1};
     ir_build(g, &gd);
   }
-  ok(ir_graph_take_error(g));
+  tu_ok(ir_graph_take_error(g));
   pass_memplan_t p, q;
-  ok(pass_memplan(g, 1, &p));
-  ok(pass_memplan(g, 0, &q));
+  tu_ok(pass_memplan(g, 1, &p));
+  tu_ok(pass_memplan(g, 0, &q));
   check_plan(g, &p, 1);
   check_plan(g, &q, 0);
   ck_assert_int_lt(p.peak_bytes, p.total_bytes);
@@ -233,15 +224,15 @@ END_TEST
 START_TEST(test_chain_reuses_two_buffers) {
   ir_module_t *m = ir_module_create();
   ir_graph_t *g = ir_module_add_program(m, "forward");
-  ir_type_t t = ty(m, "f32[1000]");
+  ir_type_t t = tu_type(m, "f32[1000]");
   ir_node_desc_t d = {.op = IR_OP_INPUT, .name = "x", .out_types = &t, .nout_types = 1};
   uint32_t v = ir_build(g, &d);
   for (int i = 0; i < 5; i++) v = ir_emit1(g, IR_OP_TANH, v);
   ir_node_desc_t od = {.op = IR_OP_OUTPUT, .name = "y", .inputs = &v, .ninputs = 1};
   ir_build(g, &od);
-  ok(ir_graph_take_error(g));
+  tu_ok(ir_graph_take_error(g));
   pass_memplan_t p;
-  ok(pass_memplan(g, 1, &p));
+  tu_ok(pass_memplan(g, 1, &p));
   check_plan(g, &p, 1);
   ck_assert_int_eq(p.size[0], 4032); /* 4000 bytes aligned up to 64 */
   ck_assert_int_eq(p.peak_bytes, 2 * 4032);
@@ -261,10 +252,4 @@ static Suite *memplan_suite(void) {
   return s;
 }
 
-int main(void) {
-  SRunner *sr = srunner_create(memplan_suite());
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+int main(void) { return tu_run_suite(memplan_suite()); }

@@ -11,78 +11,18 @@
 
 #include "ir/ir.h"
 #include "tests/support/op_harness.h"
-
-/* ---- one-node graphs run through the registry's kernel --------------------------------- */
-
-typedef struct fx {
-  ir_module_t *m;
-  ir_graph_t *g;
-} fx_t;
-
-static fx_t fx_new(void) {
-  fx_t f;
-  f.m = ir_module_create();
-  ck_assert_ptr_nonnull(f.m);
-  f.g = ir_module_add_program(f.m, "test");
-  ck_assert_ptr_nonnull(f.g);
-  return f;
-}
-
-static ir_type_t static_type(ir_dtype_t dt, int rank, const int64_t *dims) {
-  ir_type_t t;
-  memset(&t, 0, sizeof t);
-  t.dtype = dt;
-  t.rank = rank;
-  for (int i = 0; i < rank; i++) t.dims[i] = ir_dim_const(dims[i]);
-  return t;
-}
-
-static uint32_t fx_input(fx_t *f, const char *name, ir_dtype_t dt, int rank, const int64_t *dims) {
-  ir_type_t t = static_type(dt, rank, dims);
-  ir_node_desc_t d = {.op = IR_OP_INPUT, .name = name, .out_types = &t, .nout_types = 1};
-  uint32_t v = ir_build(f->g, &d);
-  ck_assert_uint_ne(v, IR_NONE);
-  return v;
-}
-
-static uint32_t fx_op(fx_t *f, ir_op_t op, const char *name, const uint32_t *ins, uint32_t nin,
-                      const ir_attr_t *attrs, uint32_t nattrs) {
-  ir_node_desc_t d = {.op = op, .name = name, .inputs = ins, .ninputs = nin, .attrs = attrs,
-                      .nattrs = nattrs};
-  return ir_build(f->g, &d);
-}
-
-static ir_tensor_t tensor(ir_dtype_t dt, int rank, const int64_t *dims) {
-  ir_tensor_t t;
-  memset(&t, 0, sizeof t);
-  t.dtype = dt;
-  t.rank = rank;
-  for (int i = 0; i < rank; i++) t.dims[i] = dims[i];
-  int64_t n = ir_tensor_numel(&t);
-  t.data = calloc((size_t)(n > 0 ? n : 1), ir_dtype_size(dt));
-  ck_assert_ptr_nonnull(t.data);
-  return t;
-}
-
-/* Runs the kernel of the node producing value v on in[], writing out (shape preset). */
-static void run_node(fx_t *f, uint32_t v, ir_tensor_t *in, uint32_t nin, ir_tensor_t *out) {
-  const ir_node_t *n = ir_value_producer(f->g, v);
-  ck_assert_ptr_nonnull(n);
-  ir_kernel_args_t a = {.node = n, .in = in, .nin = nin, .out = out, .nout = 1, .par = NULL};
-  ad_status_t st = ir_op_info(n->op)->kernel(&a);
-  ck_assert_msg(st == NULL, "kernel failed: %s", st ? ad_status_message(st) : "");
-}
+#include "tests/support/test_util.h"
 
 /* CAST of n values of dtype `from` into dtype `to`. */
 static void cast_array(ir_dtype_t from, const void *src, int64_t n, ir_dtype_t to, void *dst) {
-  fx_t f = fx_new();
-  uint32_t x = fx_input(&f, "x", from, 1, &n);
+  tu_fx_t f = tu_fx_new();
+  uint32_t x = tu_fx_input(&f, "x", from, 1, &n);
   ir_attr_t at = IR_ATTR_S("dtype", ir_dtype_name(to));
-  uint32_t y = fx_op(&f, IR_OP_CAST, "cast", &x, 1, &at, 1);
+  uint32_t y = tu_fx_op(&f, IR_OP_CAST, "cast", &x, 1, &at, 1);
   ck_assert_uint_ne(y, IR_NONE);
-  ir_tensor_t in = tensor(from, 1, &n), out = tensor(to, 1, &n);
+  ir_tensor_t in = tu_tensor(from, 1, &n), out = tu_tensor(to, 1, &n);
   memcpy(in.data, src, (size_t)n * ir_dtype_size(from));
-  run_node(&f, y, &in, 1, &out);
+  tu_run_node(&f, y, &in, 1, &out, NULL);
   memcpy(dst, out.data, (size_t)n * ir_dtype_size(to));
   free(in.data);
   free(out.data);
@@ -102,12 +42,7 @@ static float bits_f32(uint32_t b) {
 }
 
 static uint64_t g_rng = 0x243f6a8885a308d3ull;
-static uint64_t next_u64(void) {
-  g_rng ^= g_rng << 13;
-  g_rng ^= g_rng >> 7;
-  g_rng ^= g_rng << 17;
-  return g_rng;
-}
+static uint64_t next_u64(void) { return tu_xorshift64(&g_rng); }
 
 /* ---- goldens ------------------------------------------------------------------------------ */
 
@@ -299,18 +234,19 @@ END_TEST
 /* ---- integer arithmetic and exact WHERE ------------------------------------------------- */
 
 START_TEST(integer_add_wraps_and_broadcasts) {
-  fx_t f = fx_new();
+  tu_fx_t f = tu_fx_new();
   int64_t da[2] = {2, 2}, db[1] = {2};
-  uint32_t a = fx_input(&f, "a", IR_DTYPE_I64, 2, da), b = fx_input(&f, "b", IR_DTYPE_I64, 1, db);
+  uint32_t a = tu_fx_input(&f, "a", IR_DTYPE_I64, 2, da),
+           b = tu_fx_input(&f, "b", IR_DTYPE_I64, 1, db);
   uint32_t ins[2] = {a, b};
-  uint32_t y = fx_op(&f, IR_OP_ADD, "add", ins, 2, NULL, 0);
+  uint32_t y = tu_fx_op(&f, IR_OP_ADD, "add", ins, 2, NULL, 0);
   ck_assert_uint_ne(y, IR_NONE);
-  ir_tensor_t t[2] = {tensor(IR_DTYPE_I64, 2, da), tensor(IR_DTYPE_I64, 1, db)};
-  ir_tensor_t out = tensor(IR_DTYPE_I64, 2, da);
+  ir_tensor_t t[2] = {tu_tensor(IR_DTYPE_I64, 2, da), tu_tensor(IR_DTYPE_I64, 1, db)};
+  ir_tensor_t out = tu_tensor(IR_DTYPE_I64, 2, da);
   int64_t *pa = t[0].data, *pb = t[1].data;
   pa[0] = INT64_MAX; pa[1] = (1ll << 60) + 1; pa[2] = -5; pa[3] = 0;
   pb[0] = 1; pb[1] = 2;
-  run_node(&f, y, t, 2, &out);
+  tu_run_node(&f, y, t, 2, &out, NULL);
   int64_t *po = out.data;
   ck_assert(po[0] == INT64_MIN && po[1] == (1ll << 60) + 3 && po[2] == -4 && po[3] == 2);
   free(t[0].data);
@@ -321,23 +257,24 @@ START_TEST(integer_add_wraps_and_broadcasts) {
 END_TEST
 
 START_TEST(where_passes_i64_exactly) {
-  fx_t f = fx_new();
+  tu_fx_t f = tu_fx_new();
   int64_t dn[1] = {3}, d1[1] = {1};
-  uint32_t c = fx_input(&f, "c", IR_DTYPE_U8, 1, dn);
-  uint32_t a = fx_input(&f, "a", IR_DTYPE_I64, 1, dn), b = fx_input(&f, "b", IR_DTYPE_I64, 1, d1);
+  uint32_t c = tu_fx_input(&f, "c", IR_DTYPE_U8, 1, dn);
+  uint32_t a = tu_fx_input(&f, "a", IR_DTYPE_I64, 1, dn),
+           b = tu_fx_input(&f, "b", IR_DTYPE_I64, 1, d1);
   uint32_t ins[3] = {c, a, b};
-  uint32_t y = fx_op(&f, IR_OP_WHERE, "where", ins, 3, NULL, 0);
+  uint32_t y = tu_fx_op(&f, IR_OP_WHERE, "where", ins, 3, NULL, 0);
   ck_assert_uint_ne(y, IR_NONE);
   ck_assert_int_eq(ir_value_type(f.g, y)->dtype, IR_DTYPE_I64);
-  ir_tensor_t t[3] = {tensor(IR_DTYPE_U8, 1, dn), tensor(IR_DTYPE_I64, 1, dn),
-                      tensor(IR_DTYPE_I64, 1, d1)};
-  ir_tensor_t out = tensor(IR_DTYPE_I64, 1, dn);
+  ir_tensor_t t[3] = {tu_tensor(IR_DTYPE_U8, 1, dn), tu_tensor(IR_DTYPE_I64, 1, dn),
+                      tu_tensor(IR_DTYPE_I64, 1, d1)};
+  ir_tensor_t out = tu_tensor(IR_DTYPE_I64, 1, dn);
   uint8_t *pc = t[0].data;
   int64_t *pa = t[1].data, *pb = t[2].data;
   pc[0] = 1; pc[1] = 0; pc[2] = 7;
   pa[0] = (1ll << 60) + 1; pa[1] = 2; pa[2] = -((1ll << 55) + 3);
   pb[0] = (1ll << 58) + 1;
-  run_node(&f, y, t, 3, &out);
+  tu_run_node(&f, y, t, 3, &out, NULL);
   int64_t *po = out.data;
   ck_assert(po[0] == (1ll << 60) + 1 && po[1] == (1ll << 58) + 1 && po[2] == -((1ll << 55) + 3));
   for (int i = 0; i < 3; i++) free(t[i].data);
@@ -348,19 +285,14 @@ END_TEST
 
 /* ---- VJP structure ------------------------------------------------------------------------ */
 
-static int count_op(const ir_graph_t *g, uint32_t from, ir_op_t op) {
-  int k = 0;
-  for (uint32_t i = from; i < g->nnodes; i++) k += g->nodes[i].op == op;
-  return k;
-}
-
 START_TEST(vjp_sums_only_broadcast_inputs) {
-  fx_t f = fx_new();
+  tu_fx_t f = tu_fx_new();
   int64_t dx[3] = {2, 3, 4}, db[1] = {4};
-  uint32_t x = fx_input(&f, "x", IR_DTYPE_F32, 3, dx), b = fx_input(&f, "b", IR_DTYPE_F32, 1, db);
+  uint32_t x = tu_fx_input(&f, "x", IR_DTYPE_F32, 3, dx),
+           b = tu_fx_input(&f, "b", IR_DTYPE_F32, 1, db);
   uint32_t ins[2] = {x, b};
-  uint32_t y = fx_op(&f, IR_OP_ADD, "add", ins, 2, NULL, 0);
-  uint32_t dy = fx_input(&f, "dy", IR_DTYPE_F32, 3, dx);
+  uint32_t y = tu_fx_op(&f, IR_OP_ADD, "add", ins, 2, NULL, 0);
+  uint32_t dy = tu_fx_input(&f, "dy", IR_DTYPE_F32, 3, dx);
   ck_assert_uint_ne(y, IR_NONE);
   uint32_t mark = f.g->nnodes;
   uint32_t in_grads[2] = {IR_NONE, IR_NONE};
@@ -371,21 +303,21 @@ START_TEST(vjp_sums_only_broadcast_inputs) {
   ck_assert_uint_eq(in_grads[0], dy); /* same shape: the cotangent itself */
   ck_assert_uint_ne(in_grads[1], IR_NONE);
   ck_assert_int_eq(ir_value_producer(f.g, in_grads[1])->op, IR_OP_SUM_TO);
-  ck_assert_int_eq(count_op(f.g, mark, IR_OP_SUM_TO), 1);
+  ck_assert_int_eq(tu_count_op(f.g, mark, IR_OP_SUM_TO), 1);
   ck_assert(ir_type_equal(ir_value_type(f.g, in_grads[1]), ir_value_type(f.g, b)));
   ir_module_free(f.m);
 }
 END_TEST
 
 START_TEST(vjp_cast_back_and_int_stops) {
-  fx_t f = fx_new();
+  tu_fx_t f = tu_fx_new();
   int64_t d[1] = {4};
-  uint32_t x = fx_input(&f, "x", IR_DTYPE_F32, 1, d);
+  uint32_t x = tu_fx_input(&f, "x", IR_DTYPE_F32, 1, d);
   ir_attr_t to_bf16 = IR_ATTR_S("dtype", "bf16"), to_i32 = IR_ATTR_S("dtype", "i32");
-  uint32_t y = fx_op(&f, IR_OP_CAST, "c1", &x, 1, &to_bf16, 1);
-  uint32_t z = fx_op(&f, IR_OP_CAST, "c2", &x, 1, &to_i32, 1);
-  uint32_t dy = fx_input(&f, "dy", IR_DTYPE_BF16, 1, d);
-  uint32_t dz = fx_input(&f, "dz", IR_DTYPE_I32, 1, d);
+  uint32_t y = tu_fx_op(&f, IR_OP_CAST, "c1", &x, 1, &to_bf16, 1);
+  uint32_t z = tu_fx_op(&f, IR_OP_CAST, "c2", &x, 1, &to_i32, 1);
+  uint32_t dy = tu_fx_input(&f, "dy", IR_DTYPE_BF16, 1, d);
+  uint32_t dz = tu_fx_input(&f, "dz", IR_DTYPE_I32, 1, d);
   uint32_t gx = IR_NONE;
   ir_vjp_ctx_t c = {.g = f.g, .node = *ir_value_producer(f.g, y), .out_grads = &dy, .in_grads = &gx};
   ck_assert_ptr_null(ir_op_info(IR_OP_CAST)->vjp(&c));
@@ -402,44 +334,32 @@ END_TEST
 
 /* ---- inference errors ---------------------------------------------------------------------- */
 
-/* Builds op over the inputs and expects failure with a message naming node and reason. */
-static void expect_error(fx_t *f, ir_op_t op, const char *name, const uint32_t *ins, uint32_t nin,
-                         const ir_attr_t *attrs, uint32_t nattrs, const char *needle) {
-  uint32_t v = fx_op(f, op, name, ins, nin, attrs, nattrs);
-  ck_assert_uint_eq(v, IR_NONE);
-  ad_status_t st = ir_graph_take_error(f->g);
-  ck_assert_ptr_nonnull(st);
-  const char *msg = ad_status_message(st);
-  ck_assert_msg(strstr(msg, name) != NULL, "'%s' does not name node '%s'", msg, name);
-  ck_assert_msg(strstr(msg, needle) != NULL, "'%s' does not say '%s'", msg, needle);
-  ck_assert_int_eq(ad_status_code(st), AD_STATUS_INVALID_ARGUMENT);
-  ad_status_free(st);
-}
-
 START_TEST(infer_errors_name_the_node) {
-  fx_t f = fx_new();
+  tu_fx_t f = tu_fx_new();
   int64_t d34[2] = {3, 4}, d54[2] = {5, 4}, d4[1] = {4};
-  uint32_t a = fx_input(&f, "a", IR_DTYPE_F32, 2, d34), b = fx_input(&f, "b", IR_DTYPE_F32, 2, d54);
-  uint32_t c = fx_input(&f, "c", IR_DTYPE_F64, 1, d4), k = fx_input(&f, "k", IR_DTYPE_I64, 1, d4);
+  uint32_t a = tu_fx_input(&f, "a", IR_DTYPE_F32, 2, d34),
+           b = tu_fx_input(&f, "b", IR_DTYPE_F32, 2, d54);
+  uint32_t c = tu_fx_input(&f, "c", IR_DTYPE_F64, 1, d4),
+           k = tu_fx_input(&f, "k", IR_DTYPE_I64, 1, d4);
   uint32_t ab[2] = {a, b}, ac[2] = {a, c}, kk[2] = {k, k};
-  expect_error(&f, IR_OP_ADD, "layers.0.mlp.add", ab, 2, NULL, 0, "do not broadcast");
-  expect_error(&f, IR_OP_MUL, "layers.0.mlp.mul", ac, 2, NULL, 0, "dtype");
-  expect_error(&f, IR_OP_DIV, "int_div", kk, 2, NULL, 0, "float dtype");
-  expect_error(&f, IR_OP_EXP, "int_exp", &k, 1, NULL, 0, "float dtype");
+  tu_fx_expect_error(&f, IR_OP_ADD, "layers.0.mlp.add", ab, 2, NULL, 0, "do not broadcast");
+  tu_fx_expect_error(&f, IR_OP_MUL, "layers.0.mlp.mul", ac, 2, NULL, 0, "dtype");
+  tu_fx_expect_error(&f, IR_OP_DIV, "int_div", kk, 2, NULL, 0, "float dtype");
+  tu_fx_expect_error(&f, IR_OP_EXP, "int_exp", &k, 1, NULL, 0, "float dtype");
   ir_attr_t bad_fn = IR_ATTR_S("fn", "softmax");
   uint32_t aaa[3] = {a, a, a};
-  expect_error(&f, IR_OP_UNARY_BWD, "bwd", aaa, 3, &bad_fn, 1, "softmax");
+  tu_fx_expect_error(&f, IR_OP_UNARY_BWD, "bwd", aaa, 3, &bad_fn, 1, "softmax");
   ir_attr_t good_fn = IR_ATTR_S("fn", "tanh");
   uint32_t aab[3] = {a, a, b};
-  expect_error(&f, IR_OP_UNARY_BWD, "bwd2", aab, 3, &good_fn, 1, "input 2");
+  tu_fx_expect_error(&f, IR_OP_UNARY_BWD, "bwd2", aab, 3, &good_fn, 1, "input 2");
   ir_attr_t bad_dtype = IR_ATTR_S("dtype", "f8");
-  expect_error(&f, IR_OP_CAST, "to_f8", &a, 1, &bad_dtype, 1, "f8");
+  tu_fx_expect_error(&f, IR_OP_CAST, "to_f8", &a, 1, &bad_dtype, 1, "f8");
   ir_attr_t bad_alpha = IR_ATTR_S("alpha", "two");
-  expect_error(&f, IR_OP_SCALE, "scale", &a, 1, &bad_alpha, 1, "alpha");
+  tu_fx_expect_error(&f, IR_OP_SCALE, "scale", &a, 1, &bad_alpha, 1, "alpha");
   uint32_t cab[3] = {a, c, a};
-  expect_error(&f, IR_OP_WHERE, "where", cab, 3, NULL, 0, "dtype");
+  tu_fx_expect_error(&f, IR_OP_WHERE, "where", cab, 3, NULL, 0, "dtype");
   /* The graph stays usable after a rejected node. */
-  uint32_t ok = fx_op(&f, IR_OP_ADD, "fine", (uint32_t[2]){a, a}, 2, NULL, 0);
+  uint32_t ok = tu_fx_op(&f, IR_OP_ADD, "fine", (uint32_t[2]){a, a}, 2, NULL, 0);
   ck_assert_uint_ne(ok, IR_NONE);
   ir_module_free(f.m);
 }
@@ -464,10 +384,4 @@ static Suite *suite(void) {
   return s;
 }
 
-int main(void) {
-  SRunner *sr = srunner_create(suite());
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+int main(void) { return tu_run_suite(suite()); }

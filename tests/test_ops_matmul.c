@@ -5,127 +5,15 @@
  * 2*M*N*K flops, and inference rejects malformed nodes with a message naming them. */
 #include <check.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ir/ir.h"
 #include "tests/support/op_harness.h"
+#include "tests/support/test_util.h"
 
-/* ---- a 2-thread ir_parallel_t: an uneven split of every range ----------------------------- */
-
-typedef struct two_threads {
-  ir_parallel_t base;
-  int splits;
-} two_threads_t;
-
-typedef struct half_job {
-  ir_range_fn fn;
-  void *ctx;
-  int64_t begin, end;
-} half_job_t;
-
-static void *run_half(void *p) {
-  half_job_t *j = p;
-  j->fn(j->ctx, j->begin, j->end);
-  return NULL;
-}
-
-static void two_run(ir_parallel_t *self, int64_t n, int64_t grain, ir_range_fn fn, void *ctx) {
-  (void)grain;
-  two_threads_t *t = (two_threads_t *)self;
-  if (n < 2) {
-    fn(ctx, 0, n);
-    return;
-  }
-  int64_t mid = n / 3 > 0 ? n / 3 : 1;
-  half_job_t job = {fn, ctx, mid, n};
-  pthread_t th;
-  ck_assert_int_eq(pthread_create(&th, NULL, run_half, &job), 0);
-  fn(ctx, 0, mid);
-  ck_assert_int_eq(pthread_join(th, NULL), 0);
-  t->splits++;
-}
-
-/* ---- one-node graphs ---------------------------------------------------------------------- */
-
-typedef struct fx {
-  ir_module_t *m;
-  ir_graph_t *g;
-} fx_t;
-
-static fx_t fx_new(void) {
-  fx_t f;
-  f.m = ir_module_create();
-  ck_assert_ptr_nonnull(f.m);
-  f.g = ir_module_add_program(f.m, "test");
-  ck_assert_ptr_nonnull(f.g);
-  return f;
-}
-
-static uint32_t fx_input(fx_t *f, const char *name, ir_dtype_t dt, int rank, const int64_t *dims) {
-  ir_type_t t;
-  memset(&t, 0, sizeof t);
-  t.dtype = dt;
-  t.rank = rank;
-  for (int i = 0; i < rank; i++) t.dims[i] = ir_dim_const(dims[i]);
-  ir_node_desc_t d = {.op = IR_OP_INPUT, .name = name, .out_types = &t, .nout_types = 1};
-  uint32_t v = ir_build(f->g, &d);
-  ck_assert_uint_ne(v, IR_NONE);
-  return v;
-}
-
-static uint32_t fx_op(fx_t *f, ir_op_t op, const char *name, const uint32_t *ins, uint32_t nin,
-                      const ir_attr_t *attrs, uint32_t nattrs) {
-  ir_node_desc_t d = {.op = op, .name = name, .inputs = ins, .ninputs = nin, .attrs = attrs,
-                      .nattrs = nattrs};
-  return ir_build(f->g, &d);
-}
-
-static ir_tensor_t tensor(ir_dtype_t dt, int rank, const int64_t *dims) {
-  ir_tensor_t t;
-  memset(&t, 0, sizeof t);
-  t.dtype = dt;
-  t.rank = rank;
-  for (int i = 0; i < rank; i++) t.dims[i] = dims[i];
-  int64_t n = ir_tensor_numel(&t);
-  t.data = calloc((size_t)(n > 0 ? n : 1), ir_dtype_size(dt));
-  ck_assert_ptr_nonnull(t.data);
-  return t;
-}
-
-/* Output tensor of value v (static shapes only). */
-static ir_tensor_t tensor_of(fx_t *f, uint32_t v) {
-  const ir_type_t *t = ir_value_type(f->g, v);
-  int64_t dims[IR_MAX_RANK];
-  for (int i = 0; i < t->rank; i++) ck_assert(ir_dim_is_const(t->dims[i], &dims[i]));
-  return tensor(t->dtype, t->rank, dims);
-}
-
-static void run_node(fx_t *f, uint32_t v, ir_tensor_t *in, uint32_t nin, ir_tensor_t *out,
-                     ir_parallel_t *par) {
-  const ir_node_t *n = ir_value_producer(f->g, v);
-  ck_assert_ptr_nonnull(n);
-  ir_kernel_args_t a = {.node = n, .in = in, .nin = nin, .out = out, .nout = 1, .par = par};
-  ad_status_t st = ir_op_info(n->op)->kernel(&a);
-  ck_assert_msg(st == NULL, "kernel failed: %s", st ? ad_status_message(st) : "");
-}
-
+/* This suite's own xorshift stream (tu_urand, tu_fill), so its inputs stay as they were. */
 static uint64_t g_rng = 0x9e3779b97f4a7c15ull;
-static double urand(void) { /* uniform in [-1, 1) */
-  g_rng ^= g_rng << 13;
-  g_rng ^= g_rng >> 7;
-  g_rng ^= g_rng << 17;
-  return (double)(g_rng >> 11) / 9007199254740992.0 * 2.0 - 1.0;
-}
-
-static void fill(ir_tensor_t *t) {
-  int64_t n = ir_tensor_numel(t);
-  for (int64_t i = 0; i < n; i++) {
-    if (t->dtype == IR_DTYPE_F32) ((float *)t->data)[i] = (float)urand();
-    else ((double *)t->data)[i] = urand();
-  }
-}
 
 /* ---- goldens ------------------------------------------------------------------------------ */
 
@@ -139,23 +27,24 @@ END_TEST
 
 START_TEST(f32_dot_accumulates_in_double) {
   /* [2^24, 1 x 32] . ones: f32 accumulation stalls at 2^24, double reaches 2^24 + 32. */
-  fx_t f = fx_new();
+  tu_fx_t f = tu_fx_new();
   int64_t da[2] = {1, 33}, db[2] = {33, 1}, dw[2] = {1, 33};
-  uint32_t a = fx_input(&f, "a", IR_DTYPE_F32, 2, da), b = fx_input(&f, "b", IR_DTYPE_F32, 2, db);
-  uint32_t w = fx_input(&f, "w", IR_DTYPE_F32, 2, dw);
+  uint32_t a = tu_fx_input(&f, "a", IR_DTYPE_F32, 2, da),
+           b = tu_fx_input(&f, "b", IR_DTYPE_F32, 2, db);
+  uint32_t w = tu_fx_input(&f, "w", IR_DTYPE_F32, 2, dw);
   uint32_t ab[2] = {a, b}, aw[2] = {a, w};
-  uint32_t y = fx_op(&f, IR_OP_MATMUL, "mm", ab, 2, NULL, 0);
-  uint32_t z = fx_op(&f, IR_OP_LINEAR, "lin", aw, 2, NULL, 0);
+  uint32_t y = tu_fx_op(&f, IR_OP_MATMUL, "mm", ab, 2, NULL, 0);
+  uint32_t z = tu_fx_op(&f, IR_OP_LINEAR, "lin", aw, 2, NULL, 0);
   ck_assert(y != IR_NONE && z != IR_NONE);
-  ir_tensor_t t[2] = {tensor(IR_DTYPE_F32, 2, da), tensor(IR_DTYPE_F32, 2, db)};
-  ir_tensor_t tw[2] = {t[0], tensor(IR_DTYPE_F32, 2, dw)};
+  ir_tensor_t t[2] = {tu_tensor(IR_DTYPE_F32, 2, da), tu_tensor(IR_DTYPE_F32, 2, db)};
+  ir_tensor_t tw[2] = {t[0], tu_tensor(IR_DTYPE_F32, 2, dw)};
   float *pa = t[0].data;
   pa[0] = 16777216.0f;
   for (int i = 1; i < 33; i++) pa[i] = 1.0f;
   for (int i = 0; i < 33; i++) ((float *)t[1].data)[i] = ((float *)tw[1].data)[i] = 1.0f;
-  ir_tensor_t oy = tensor_of(&f, y), oz = tensor_of(&f, z);
-  run_node(&f, y, t, 2, &oy, NULL);
-  run_node(&f, z, tw, 2, &oz, NULL);
+  ir_tensor_t oy = tu_tensor_of(&f, y), oz = tu_tensor_of(&f, z);
+  tu_run_node(&f, y, t, 2, &oy, NULL);
+  tu_run_node(&f, z, tw, 2, &oz, NULL);
   ck_assert_float_eq(*(float *)oy.data, 16777248.0f);
   ck_assert_float_eq(*(float *)oz.data, 16777248.0f);
   free(t[0].data);
@@ -168,23 +57,23 @@ START_TEST(f32_dot_accumulates_in_double) {
 END_TEST
 
 static void check_matmul_threads(ir_dtype_t dt, bool ta, bool tb) {
-  fx_t f = fx_new();
+  tu_fx_t f = tu_fx_new();
   /* a: [3, 1, 41, 67] (or [.., 67, 41]) x b: [2, 67, 29] (or [.., 29, 67]) -> [3, 2, 41, 29] */
   int64_t da[4] = {3, 1, ta ? 67 : 41, ta ? 41 : 67}, db[3] = {2, tb ? 29 : 67, tb ? 67 : 29};
-  uint32_t a = fx_input(&f, "a", dt, 4, da), b = fx_input(&f, "b", dt, 3, db);
+  uint32_t a = tu_fx_input(&f, "a", dt, 4, da), b = tu_fx_input(&f, "b", dt, 3, db);
   ir_attr_t at[2] = {IR_ATTR_I("trans_a", ta), IR_ATTR_I("trans_b", tb)};
   uint32_t ab[2] = {a, b};
-  uint32_t y = fx_op(&f, IR_OP_MATMUL, "mm", ab, 2, at, 2);
+  uint32_t y = tu_fx_op(&f, IR_OP_MATMUL, "mm", ab, 2, at, 2);
   ck_assert_uint_ne(y, IR_NONE);
-  ir_tensor_t t[2] = {tensor(dt, 4, da), tensor(dt, 3, db)};
-  fill(&t[0]);
-  fill(&t[1]);
-  ir_tensor_t o1 = tensor_of(&f, y), o2 = tensor_of(&f, y);
+  ir_tensor_t t[2] = {tu_tensor(dt, 4, da), tu_tensor(dt, 3, db)};
+  tu_fill(&t[0], &g_rng, 1.0, 0.0);
+  tu_fill(&t[1], &g_rng, 1.0, 0.0);
+  ir_tensor_t o1 = tu_tensor_of(&f, y), o2 = tu_tensor_of(&f, y);
   ck_assert_int_eq(o1.rank, 4);
   ck_assert(o1.dims[0] == 3 && o1.dims[1] == 2 && o1.dims[2] == 41 && o1.dims[3] == 29);
-  two_threads_t two = {.base = {.run = two_run}};
-  run_node(&f, y, t, 2, &o1, NULL);
-  run_node(&f, y, t, 2, &o2, &two.base);
+  tu_two_threads_t two = tu_two_threads();
+  tu_run_node(&f, y, t, 2, &o1, NULL);
+  tu_run_node(&f, y, t, 2, &o2, &two.base);
   ck_assert_int_gt(two.splits, 0);
   size_t bytes = (size_t)ir_tensor_numel(&o1) * ir_dtype_size(dt);
   ck_assert_msg(memcmp(o1.data, o2.data, bytes) == 0, "matmul differs between 1 and 2 threads");
@@ -215,12 +104,6 @@ START_TEST(results_do_not_depend_on_threads) {
 END_TEST
 
 /* ---- VJP structure and costs ----------------------------------------------------------- */
-
-static int count_op(const ir_graph_t *g, uint32_t from, ir_op_t op) {
-  int k = 0;
-  for (uint32_t i = from; i < g->nnodes; i++) k += g->nodes[i].op == op;
-  return k;
-}
 
 START_TEST(shared_weight_grad_is_one_product) {
   /* y = x[B, L, 8] w[8, 6] with symbols: dW must come from one [8, B*L] x [B*L, 6] product. */
@@ -259,8 +142,8 @@ START_TEST(shared_weight_grad_is_one_product) {
   ck_assert(ir_type_equal(ir_value_type(g, grads[0]), &tx));
   ck_assert(ir_type_equal(ir_value_type(g, grads[1]), &tw));
   ck_assert_int_eq(ir_value_producer(g, grads[1])->op, IR_OP_MATMUL);
-  ck_assert_int_eq(count_op(g, mark, IR_OP_SUM_TO), 0);
-  ck_assert_int_eq(count_op(g, mark, IR_OP_MATMUL), 2);
+  ck_assert_int_eq(tu_count_op(g, mark, IR_OP_SUM_TO), 0);
+  ck_assert_int_eq(tu_count_op(g, mark, IR_OP_MATMUL), 2);
   /* Costs at B=3, L=5: forward 2 * 15 * 6 * 8 flops. */
   int64_t sym[2] = {3, 5};
   ir_cost_t cost = ir_node_cost(g, ir_value_producer(g, y), sym);
@@ -291,7 +174,7 @@ START_TEST(shared_weight_grad_is_one_product) {
   ck_assert(ir_type_equal(ir_value_type(g, lg[0]), &tx));
   ck_assert(ir_type_equal(ir_value_type(g, lg[1]), &tw2));
   ck_assert(ir_type_equal(ir_value_type(g, lg[2]), &tb));
-  ck_assert_int_eq(count_op(g, mark, IR_OP_SUM_TO), 0);
+  ck_assert_int_eq(tu_count_op(g, mark, IR_OP_SUM_TO), 0);
   ck_assert_int_eq(ir_value_producer(g, lg[2])->op, IR_OP_REDUCE_SUM);
   cost = ir_node_cost(g, ir_value_producer(g, z), sym);
   ck_assert_uint_eq(cost.flops, 2u * 15u * 6u * 8u + 15u * 6u);
@@ -301,39 +184,29 @@ END_TEST
 
 /* ---- inference errors -------------------------------------------------------------------- */
 
-static void expect_error(fx_t *f, ir_op_t op, const char *name, const uint32_t *ins, uint32_t nin,
-                         const ir_attr_t *attrs, uint32_t nattrs, const char *needle) {
-  uint32_t v = fx_op(f, op, name, ins, nin, attrs, nattrs);
-  ck_assert_uint_eq(v, IR_NONE);
-  ad_status_t st = ir_graph_take_error(f->g);
-  ck_assert_ptr_nonnull(st);
-  const char *msg = ad_status_message(st);
-  ck_assert_msg(strstr(msg, name) != NULL, "'%s' does not name node '%s'", msg, name);
-  ck_assert_msg(strstr(msg, needle) != NULL, "'%s' does not say '%s'", msg, needle);
-  ad_status_free(st);
-}
-
 START_TEST(infer_errors_name_the_node) {
-  fx_t f = fx_new();
+  tu_fx_t f = tu_fx_new();
   int64_t d1[3] = {2, 3, 4}, d2[3] = {3, 5, 6}, d3[2] = {5, 4}, d4[1] = {4}, d5[1] = {7};
-  uint32_t a = fx_input(&f, "a", IR_DTYPE_F32, 3, d1), b = fx_input(&f, "b", IR_DTYPE_F32, 3, d2);
-  uint32_t w = fx_input(&f, "w", IR_DTYPE_F32, 2, d3), v = fx_input(&f, "v", IR_DTYPE_F32, 1, d4);
-  uint32_t bias = fx_input(&f, "bias", IR_DTYPE_F32, 1, d5);
-  uint32_t w64 = fx_input(&f, "w64", IR_DTYPE_F64, 2, d3);
+  uint32_t a = tu_fx_input(&f, "a", IR_DTYPE_F32, 3, d1),
+           b = tu_fx_input(&f, "b", IR_DTYPE_F32, 3, d2);
+  uint32_t w = tu_fx_input(&f, "w", IR_DTYPE_F32, 2, d3),
+           v = tu_fx_input(&f, "v", IR_DTYPE_F32, 1, d4);
+  uint32_t bias = tu_fx_input(&f, "bias", IR_DTYPE_F32, 1, d5);
+  uint32_t w64 = tu_fx_input(&f, "w64", IR_DTYPE_F64, 2, d3);
   uint32_t ab[2] = {a, b}, av[2] = {a, v}, aw[2] = {a, w}, awb[3] = {a, w, bias};
   uint32_t aw64[2] = {a, w64};
-  expect_error(&f, IR_OP_MATMUL, "layers.1.attn.scores", ab, 2, NULL, 0, "contraction");
-  expect_error(&f, IR_OP_MATMUL, "rank1", av, 2, NULL, 0, "rank >= 2");
+  tu_fx_expect_error(&f, IR_OP_MATMUL, "layers.1.attn.scores", ab, 2, NULL, 0, "contraction");
+  tu_fx_expect_error(&f, IR_OP_MATMUL, "rank1", av, 2, NULL, 0, "rank >= 2");
   ir_attr_t tb = IR_ATTR_I("trans_b", 1);
-  uint32_t b2 = fx_input(&f, "b2", IR_DTYPE_F32, 3, (int64_t[3]){3, 6, 4});
+  uint32_t b2 = tu_fx_input(&f, "b2", IR_DTYPE_F32, 3, (int64_t[3]){3, 6, 4});
   uint32_t ab2[2] = {a, b2};
-  expect_error(&f, IR_OP_MATMUL, "batch", ab2, 2, &tb, 1, "batch dims");
-  expect_error(&f, IR_OP_MATMUL, "mixed", aw64, 2, NULL, 0, "dtype");
+  tu_fx_expect_error(&f, IR_OP_MATMUL, "batch", ab2, 2, &tb, 1, "batch dims");
+  tu_fx_expect_error(&f, IR_OP_MATMUL, "mixed", aw64, 2, NULL, 0, "dtype");
   /* LINEAR: w is [O, I] = [5, 4], so a [2, 3, 4] fits; a bias of 7 does not. */
-  ck_assert_uint_ne(fx_op(&f, IR_OP_LINEAR, "lin_ok", aw, 2, NULL, 0), IR_NONE);
-  expect_error(&f, IR_OP_LINEAR, "lin_bias", awb, 3, NULL, 0, "b must be");
+  ck_assert_uint_ne(tu_fx_op(&f, IR_OP_LINEAR, "lin_ok", aw, 2, NULL, 0), IR_NONE);
+  tu_fx_expect_error(&f, IR_OP_LINEAR, "lin_bias", awb, 3, NULL, 0, "b must be");
   uint32_t bw[2] = {b, w};
-  expect_error(&f, IR_OP_LINEAR, "lin_in", bw, 2, NULL, 0, "in_features");
+  tu_fx_expect_error(&f, IR_OP_LINEAR, "lin_in", bw, 2, NULL, 0, "in_features");
   ir_module_free(f.m);
 }
 END_TEST
@@ -351,10 +224,4 @@ static Suite *suite(void) {
   return s;
 }
 
-int main(void) {
-  SRunner *sr = srunner_create(suite());
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+int main(void) { return tu_run_suite(suite()); }

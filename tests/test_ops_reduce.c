@@ -6,128 +6,16 @@
  * and NaN propagates, and inference rejects malformed nodes with a message naming them. */
 #include <check.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ir/ir.h"
 #include "runtime/interp.h"
 #include "tests/support/op_harness.h"
+#include "tests/support/test_util.h"
 
-/* ---- a 2-thread ir_parallel_t: an uneven split of every range ----------------------------- */
-
-typedef struct two_threads {
-  ir_parallel_t base;
-  int splits;
-} two_threads_t;
-
-typedef struct half_job {
-  ir_range_fn fn;
-  void *ctx;
-  int64_t begin, end;
-} half_job_t;
-
-static void *run_half(void *p) {
-  half_job_t *j = p;
-  j->fn(j->ctx, j->begin, j->end);
-  return NULL;
-}
-
-static void two_run(ir_parallel_t *self, int64_t n, int64_t grain, ir_range_fn fn, void *ctx) {
-  (void)grain;
-  two_threads_t *t = (two_threads_t *)self;
-  if (n < 2) {
-    fn(ctx, 0, n);
-    return;
-  }
-  int64_t mid = n / 3 > 0 ? n / 3 : 1;
-  half_job_t job = {fn, ctx, mid, n};
-  pthread_t th;
-  ck_assert_int_eq(pthread_create(&th, NULL, run_half, &job), 0);
-  fn(ctx, 0, mid);
-  ck_assert_int_eq(pthread_join(th, NULL), 0);
-  t->splits++;
-}
-
-/* ---- one-node graphs ---------------------------------------------------------------------- */
-
-typedef struct fx {
-  ir_module_t *m;
-  ir_graph_t *g;
-} fx_t;
-
-static fx_t fx_new(void) {
-  fx_t f;
-  f.m = ir_module_create();
-  ck_assert_ptr_nonnull(f.m);
-  f.g = ir_module_add_program(f.m, "test");
-  ck_assert_ptr_nonnull(f.g);
-  return f;
-}
-
-static uint32_t fx_input(fx_t *f, const char *name, ir_dtype_t dt, int rank, const int64_t *dims) {
-  ir_type_t t;
-  memset(&t, 0, sizeof t);
-  t.dtype = dt;
-  t.rank = rank;
-  for (int i = 0; i < rank; i++) t.dims[i] = ir_dim_const(dims[i]);
-  ir_node_desc_t d = {.op = IR_OP_INPUT, .name = name, .out_types = &t, .nout_types = 1};
-  uint32_t v = ir_build(f->g, &d);
-  ck_assert_uint_ne(v, IR_NONE);
-  return v;
-}
-
-static uint32_t fx_op(fx_t *f, ir_op_t op, const char *name, const uint32_t *ins, uint32_t nin,
-                      const ir_attr_t *attrs, uint32_t nattrs) {
-  ir_node_desc_t d = {.op = op, .name = name, .inputs = ins, .ninputs = nin, .attrs = attrs,
-                      .nattrs = nattrs};
-  return ir_build(f->g, &d);
-}
-
-static ir_tensor_t tensor(ir_dtype_t dt, int rank, const int64_t *dims) {
-  ir_tensor_t t;
-  memset(&t, 0, sizeof t);
-  t.dtype = dt;
-  t.rank = rank;
-  for (int i = 0; i < rank; i++) t.dims[i] = dims[i];
-  int64_t n = ir_tensor_numel(&t);
-  t.data = calloc((size_t)(n > 0 ? n : 1), ir_dtype_size(dt));
-  ck_assert_ptr_nonnull(t.data);
-  return t;
-}
-
-/* Output tensor of value v (static shapes only). */
-static ir_tensor_t tensor_of(fx_t *f, uint32_t v) {
-  const ir_type_t *t = ir_value_type(f->g, v);
-  int64_t dims[IR_MAX_RANK];
-  for (int i = 0; i < t->rank; i++) ck_assert(ir_dim_is_const(t->dims[i], &dims[i]));
-  return tensor(t->dtype, t->rank, dims);
-}
-
-static void run_node(fx_t *f, uint32_t v, ir_tensor_t *in, uint32_t nin, ir_tensor_t *out,
-                     ir_parallel_t *par) {
-  const ir_node_t *n = ir_value_producer(f->g, v);
-  ck_assert_ptr_nonnull(n);
-  ir_kernel_args_t a = {.node = n, .in = in, .nin = nin, .out = out, .nout = 1, .par = par};
-  ad_status_t st = ir_op_info(n->op)->kernel(&a);
-  ck_assert_msg(st == NULL, "kernel failed: %s", st ? ad_status_message(st) : "");
-}
-
+/* This suite's own xorshift stream (tu_urand, tu_fill), so its inputs stay as they were. */
 static uint64_t g_rng = 0x9e3779b97f4a7c15ull;
-static double urand(void) { /* uniform in [-1, 1) */
-  g_rng ^= g_rng << 13;
-  g_rng ^= g_rng >> 7;
-  g_rng ^= g_rng << 17;
-  return (double)(g_rng >> 11) / 9007199254740992.0 * 2.0 - 1.0;
-}
-
-static void fill(ir_tensor_t *t) {
-  int64_t n = ir_tensor_numel(t);
-  for (int64_t i = 0; i < n; i++) {
-    if (t->dtype == IR_DTYPE_F32) ((float *)t->data)[i] = (float)urand();
-    else ((double *)t->data)[i] = urand();
-  }
-}
 
 /* ---- goldens ------------------------------------------------------------------------------ */
 
@@ -142,20 +30,21 @@ END_TEST
 START_TEST(f32_sum_accumulates_in_double) {
   /* 2^24 followed by 64 ones: f32 running sums stall at 2^24 (each +1 rounds away), the
    * double accumulator reaches 2^24 + 64, which f32 represents exactly. */
-  fx_t f = fx_new();
+  tu_fx_t f = tu_fx_new();
   int64_t d[1] = {65};
-  uint32_t x = fx_input(&f, "x", IR_DTYPE_F32, 1, d);
+  uint32_t x = tu_fx_input(&f, "x", IR_DTYPE_F32, 1, d);
   int64_t axes[1] = {0};
   ir_attr_t at[1] = {IR_ATTR_INTS("axes", axes, 1)};
-  uint32_t s = fx_op(&f, IR_OP_REDUCE_SUM, "sum", &x, 1, at, 1);
-  uint32_t m = fx_op(&f, IR_OP_REDUCE_MEAN, "mean", &x, 1, at, 1);
+  uint32_t s = tu_fx_op(&f, IR_OP_REDUCE_SUM, "sum", &x, 1, at, 1);
+  uint32_t m = tu_fx_op(&f, IR_OP_REDUCE_MEAN, "mean", &x, 1, at, 1);
   ck_assert(s != IR_NONE && m != IR_NONE);
-  ir_tensor_t in = tensor(IR_DTYPE_F32, 1, d), out = tensor_of(&f, s), out2 = tensor_of(&f, m);
+  ir_tensor_t in = tu_tensor(IR_DTYPE_F32, 1, d), out = tu_tensor_of(&f, s),
+              out2 = tu_tensor_of(&f, m);
   float *px = in.data;
   px[0] = 16777216.0f;
   for (int i = 1; i < 65; i++) px[i] = 1.0f;
-  run_node(&f, s, &in, 1, &out, NULL);
-  run_node(&f, m, &in, 1, &out2, NULL);
+  tu_run_node(&f, s, &in, 1, &out, NULL);
+  tu_run_node(&f, m, &in, 1, &out2, NULL);
   ck_assert_float_eq(*(float *)out.data, 16777280.0f);
   ck_assert_float_eq(*(float *)out2.data, (float)(16777280.0 / 65.0));
   free(in.data);
@@ -169,19 +58,19 @@ START_TEST(f64_sum_is_pairwise) {
   /* 2^20 copies of 0.1: a left-to-right double sum drifts by ~1e-11 relative, the pairwise
    * one stays within a few ulps of the exact value (2^20 * 0.1 in binary, computed exactly). */
   enum { N = 1 << 20 };
-  fx_t f = fx_new();
+  tu_fx_t f = tu_fx_new();
   int64_t d[1] = {N};
-  uint32_t x = fx_input(&f, "x", IR_DTYPE_F64, 1, d);
-  uint32_t s = fx_op(&f, IR_OP_REDUCE_SUM, "sum", &x, 1, NULL, 0); /* no axes: all */
+  uint32_t x = tu_fx_input(&f, "x", IR_DTYPE_F64, 1, d);
+  uint32_t s = tu_fx_op(&f, IR_OP_REDUCE_SUM, "sum", &x, 1, NULL, 0); /* no axes: all */
   ck_assert_uint_ne(s, IR_NONE);
   ck_assert_int_eq(ir_value_type(f.g, s)->rank, 0);
-  ir_tensor_t in = tensor(IR_DTYPE_F64, 1, d), out = tensor_of(&f, s);
+  ir_tensor_t in = tu_tensor(IR_DTYPE_F64, 1, d), out = tu_tensor_of(&f, s);
   double naive = 0.0;
   for (int i = 0; i < N; i++) {
     ((double *)in.data)[i] = 0.1;
     naive += 0.1;
   }
-  run_node(&f, s, &in, 1, &out, NULL);
+  tu_run_node(&f, s, &in, 1, &out, NULL);
   double exact = ldexp(0.1, 20), got = *(double *)out.data;
   ck_assert_msg(fabs(got - exact) <= 4 * 2.2e-16 * exact, "pairwise sum %.17g vs %.17g", got,
                 exact);
@@ -196,18 +85,18 @@ END_TEST
 
 static void check_thread_invariant(ir_dtype_t dt, ir_op_t op, const int64_t *axes, uint32_t na,
                                    int keepdim) {
-  fx_t f = fx_new();
+  tu_fx_t f = tu_fx_new();
   int64_t d[3] = {37, 129, 23};
-  uint32_t x = fx_input(&f, "x", dt, 3, d);
+  uint32_t x = tu_fx_input(&f, "x", dt, 3, d);
   ir_attr_t at[2] = {IR_ATTR_INTS("axes", axes, na), IR_ATTR_I("keepdim", keepdim)};
-  uint32_t y = fx_op(&f, op, "r", &x, 1, at, 2);
+  uint32_t y = tu_fx_op(&f, op, "r", &x, 1, at, 2);
   ck_assert_uint_ne(y, IR_NONE);
-  ir_tensor_t in = tensor(dt, 3, d);
-  fill(&in);
-  ir_tensor_t a = tensor_of(&f, y), b = tensor_of(&f, y);
-  two_threads_t two = {.base = {.run = two_run}};
-  run_node(&f, y, &in, 1, &a, NULL);
-  run_node(&f, y, &in, 1, &b, &two.base);
+  ir_tensor_t in = tu_tensor(dt, 3, d);
+  tu_fill(&in, &g_rng, 1.0, 0.0);
+  ir_tensor_t a = tu_tensor_of(&f, y), b = tu_tensor_of(&f, y);
+  tu_two_threads_t two = tu_two_threads();
+  tu_run_node(&f, y, &in, 1, &a, NULL);
+  tu_run_node(&f, y, &in, 1, &b, &two.base);
   ck_assert_int_gt(two.splits, 0);
   size_t bytes = (size_t)ir_tensor_numel(&a) * ir_dtype_size(dt);
   ck_assert_msg(memcmp(a.data, b.data, bytes) == 0, "%s differs between 1 and 2 threads",
@@ -233,23 +122,23 @@ END_TEST
 /* ---- amax semantics ------------------------------------------------------------------------ */
 
 START_TEST(max_ties_share_and_nan_propagates) {
-  fx_t f = fx_new();
+  tu_fx_t f = tu_fx_new();
   int64_t d[2] = {2, 4}, dr[1] = {2};
-  uint32_t x = fx_input(&f, "x", IR_DTYPE_F64, 2, d);
-  uint32_t y = fx_input(&f, "y", IR_DTYPE_F64, 1, dr);
-  uint32_t dy = fx_input(&f, "dy", IR_DTYPE_F64, 1, dr);
+  uint32_t x = tu_fx_input(&f, "x", IR_DTYPE_F64, 2, d);
+  uint32_t y = tu_fx_input(&f, "y", IR_DTYPE_F64, 1, dr);
+  uint32_t dy = tu_fx_input(&f, "dy", IR_DTYPE_F64, 1, dr);
   int64_t axes[1] = {1};
   ir_attr_t at[1] = {IR_ATTR_INTS("axes", axes, 1)};
-  uint32_t mx = fx_op(&f, IR_OP_REDUCE_MAX, "max", &x, 1, at, 1);
+  uint32_t mx = tu_fx_op(&f, IR_OP_REDUCE_MAX, "max", &x, 1, at, 1);
   uint32_t ins[3] = {x, y, dy};
-  uint32_t bwd = fx_op(&f, IR_OP_REDUCE_MAX_BWD, "max_bwd", ins, 3, at, 1);
+  uint32_t bwd = tu_fx_op(&f, IR_OP_REDUCE_MAX_BWD, "max_bwd", ins, 3, at, 1);
   ck_assert(mx != IR_NONE && bwd != IR_NONE);
-  ir_tensor_t t[3] = {tensor(IR_DTYPE_F64, 2, d), tensor(IR_DTYPE_F64, 1, dr),
-                      tensor(IR_DTYPE_F64, 1, dr)};
+  ir_tensor_t t[3] = {tu_tensor(IR_DTYPE_F64, 2, d), tu_tensor(IR_DTYPE_F64, 1, dr),
+                      tu_tensor(IR_DTYPE_F64, 1, dr)};
   const double xv[8] = {1, 3, 3, 2, -1, NAN, 5, 0};
   memcpy(t[0].data, xv, sizeof xv);
-  ir_tensor_t ym = tensor_of(&f, mx), dx = tensor_of(&f, bwd);
-  run_node(&f, mx, t, 1, &ym, NULL);
+  ir_tensor_t ym = tu_tensor_of(&f, mx), dx = tu_tensor_of(&f, bwd);
+  tu_run_node(&f, mx, t, 1, &ym, NULL);
   const double *pm = ym.data;
   ck_assert(pm[0] == 3.0 && isnan(pm[1]));
   /* Row 0: the two 3s share dy = 6 equally. */
@@ -257,7 +146,7 @@ START_TEST(max_ties_share_and_nan_propagates) {
   ((double *)t[1].data)[1] = 5.0;
   ((double *)t[2].data)[0] = 6.0;
   ((double *)t[2].data)[1] = -2.0;
-  run_node(&f, bwd, t, 3, &dx, NULL);
+  tu_run_node(&f, bwd, t, 3, &dx, NULL);
   const double *g = dx.data;
   const double want[8] = {0, 3, 3, 0, 0, 0, -2, 0};
   for (int i = 0; i < 8; i++) ck_assert_msg(g[i] == want[i], "dx[%d] = %g", i, g[i]);
@@ -325,38 +214,27 @@ END_TEST
 
 /* ---- inference errors -------------------------------------------------------------------- */
 
-static void expect_error(fx_t *f, ir_op_t op, const char *name, const uint32_t *ins, uint32_t nin,
-                         const ir_attr_t *attrs, uint32_t nattrs, const char *needle) {
-  uint32_t v = fx_op(f, op, name, ins, nin, attrs, nattrs);
-  ck_assert_uint_eq(v, IR_NONE);
-  ad_status_t st = ir_graph_take_error(f->g);
-  ck_assert_ptr_nonnull(st);
-  const char *msg = ad_status_message(st);
-  ck_assert_msg(strstr(msg, name) != NULL, "'%s' does not name node '%s'", msg, name);
-  ck_assert_msg(strstr(msg, needle) != NULL, "'%s' does not say '%s'", msg, needle);
-  ad_status_free(st);
-}
-
 START_TEST(infer_errors_name_the_node) {
-  fx_t f = fx_new();
+  tu_fx_t f = tu_fx_new();
   int64_t d[3] = {2, 3, 4}, d2[2] = {5, 4}, dr[2] = {2, 4};
-  uint32_t x = fx_input(&f, "x", IR_DTYPE_F32, 3, d), w = fx_input(&f, "w", IR_DTYPE_F32, 2, d2);
-  uint32_t r = fx_input(&f, "r", IR_DTYPE_F32, 2, dr);
-  uint32_t k = fx_input(&f, "k", IR_DTYPE_I64, 3, d);
+  uint32_t x = tu_fx_input(&f, "x", IR_DTYPE_F32, 3, d),
+           w = tu_fx_input(&f, "w", IR_DTYPE_F32, 2, d2);
+  uint32_t r = tu_fx_input(&f, "r", IR_DTYPE_F32, 2, dr);
+  uint32_t k = tu_fx_input(&f, "k", IR_DTYPE_I64, 3, d);
   int64_t out_of_range[1] = {3}, repeated[2] = {1, -2};
   ir_attr_t a1 = IR_ATTR_INTS("axes", out_of_range, 1), a2 = IR_ATTR_INTS("axes", repeated, 2);
-  expect_error(&f, IR_OP_REDUCE_SUM, "enc.sum", &x, 1, &a1, 1, "out of range");
-  expect_error(&f, IR_OP_REDUCE_MAX, "enc.max", &x, 1, &a2, 1, "repeated");
-  expect_error(&f, IR_OP_REDUCE_MEAN, "int_mean", &k, 1, NULL, 0, "f32 or f64");
+  tu_fx_expect_error(&f, IR_OP_REDUCE_SUM, "enc.sum", &x, 1, &a1, 1, "out of range");
+  tu_fx_expect_error(&f, IR_OP_REDUCE_MAX, "enc.max", &x, 1, &a2, 1, "repeated");
+  tu_fx_expect_error(&f, IR_OP_REDUCE_MEAN, "int_mean", &k, 1, NULL, 0, "f32 or f64");
   uint32_t xw[2] = {x, w}, wx[2] = {w, x};
-  expect_error(&f, IR_OP_SUM_TO, "sum_to", xw, 2, NULL, 0, "cannot be summed");
-  expect_error(&f, IR_OP_EXPAND, "expand", wx, 2, NULL, 0, "does not broadcast");
+  tu_fx_expect_error(&f, IR_OP_SUM_TO, "sum_to", xw, 2, NULL, 0, "cannot be summed");
+  tu_fx_expect_error(&f, IR_OP_EXPAND, "expand", wx, 2, NULL, 0, "does not broadcast");
   /* reduce_max_bwd: y must have x's reduced type ([2,4] for axis 1 without keepdim). */
   int64_t ax1[1] = {1};
   ir_attr_t a3 = IR_ATTR_INTS("axes", ax1, 1);
   uint32_t bad[3] = {x, w, r}, good[3] = {x, r, r};
-  expect_error(&f, IR_OP_REDUCE_MAX_BWD, "mbwd", bad, 3, &a3, 1, "y must have");
-  ck_assert_uint_ne(fx_op(&f, IR_OP_REDUCE_MAX_BWD, "mbwd_ok", good, 3, &a3, 1), IR_NONE);
+  tu_fx_expect_error(&f, IR_OP_REDUCE_MAX_BWD, "mbwd", bad, 3, &a3, 1, "y must have");
+  ck_assert_uint_ne(tu_fx_op(&f, IR_OP_REDUCE_MAX_BWD, "mbwd_ok", good, 3, &a3, 1), IR_NONE);
   ir_module_free(f.m);
 }
 END_TEST
@@ -376,10 +254,4 @@ static Suite *suite(void) {
   return s;
 }
 
-int main(void) {
-  SRunner *sr = srunner_create(suite());
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+int main(void) { return tu_run_suite(suite()); }

@@ -8,43 +8,16 @@
 #include <string.h>
 
 #include "passes/passes.h"
-
-static void ok(ad_status_t st) {
-  ck_assert_msg(st == AD_OK, "%s", st ? ad_status_message(st) : "");
-}
-
-static char *read_file(const char *rel, size_t *len) {
-  const char *root = getenv("AIDOMM_SOURCE_DIR");
-  char path[4096];
-  snprintf(path, sizeof path, "%s/%s", root ? root : ".", rel);
-  FILE *f = fopen(path, "rb");
-  ck_assert_msg(f != NULL, "cannot open %s", path);
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  rewind(f);
-  char *buf = malloc((size_t)n + 1);
-  ck_assert_uint_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
-  buf[n] = 0;
-  fclose(f);
-  *len = (size_t)n;
-  return buf;
-}
+#include "tests/support/test_util.h"
 
 static ir_module_t *parse_file(const char *rel) {
   size_t len;
-  char *text = read_file(rel, &len);
+  char *text = tu_read_file(tu_source_path(rel), &len);
   ir_module_t *m = NULL;
   ad_status_t st = ir_parse_module(text, len, rel, &m);
   ck_assert_msg(st == AD_OK, "parsing %s: %s", rel, st ? ad_status_message(st) : "");
   free(text);
   return m;
-}
-
-static char *print_module(const ir_module_t *m) {
-  ad_buf_t b = {0};
-  ir_print_module(m, &b);
-  ad_buf_put_u8(&b, 0);
-  return (char *)b.data;
 }
 
 /* Fails naming the first differing line of the two texts. */
@@ -74,28 +47,22 @@ static void run_case(const char *name, graph_pass_fn pass) {
   ir_module_t *m = parse_file(in);
   for (uint32_t i = 0; i < m->nprograms; i++) {
     ir_graph_t *g = m->programs[i];
-    ok(pass(&g));
+    tu_ok(pass(&g));
     ck_assert_ptr_eq(m->programs[i], g);
-    ok(ir_verify_graph(g));
+    tu_ok(ir_verify_graph(g));
   }
-  char *got = print_module(m);
+  char *got = tu_print_module(m, NULL);
   size_t len;
-  char *want = read_file(exp, &len);
+  char *want = tu_read_file(tu_source_path(exp), &len);
   assert_same_text(got, want, exp);
   ir_module_t *m2 = parse_file(exp);
-  char *again = print_module(m2);
+  char *again = tu_print_module(m2, NULL);
   assert_same_text(again, want, "the expected file after a parse/print round trip");
   free(again);
   free(got);
   free(want);
   ir_module_free(m2);
   ir_module_free(m);
-}
-
-static int count_op(const ir_graph_t *g, ir_op_t o) {
-  int c = 0;
-  for (uint32_t i = 0; i < g->nnodes; i++) c += g->nodes[i].op == o;
-  return c;
 }
 
 START_TEST(test_dce_basic) { run_case("dce_basic", pass_dce); }
@@ -109,13 +76,13 @@ START_TEST(test_cse_effects) {
   /* The same property stated directly: both dropouts and all state effects survive. */
   ir_module_t *m = parse_file("tests/passes/cse_effects.air");
   ir_graph_t *g = m->programs[0];
-  int drop = count_op(g, IR_OP_DROPOUT), sin = count_op(g, IR_OP_STATE_IN),
-      sout = count_op(g, IR_OP_STATE_OUT), inputs = count_op(g, IR_OP_INPUT);
-  ok(pass_cse(&g));
-  ck_assert_int_eq(count_op(g, IR_OP_DROPOUT), drop);
-  ck_assert_int_eq(count_op(g, IR_OP_STATE_IN), sin);
-  ck_assert_int_eq(count_op(g, IR_OP_STATE_OUT), sout);
-  ck_assert_int_eq(count_op(g, IR_OP_INPUT), inputs);
+  int drop = tu_count_op(g, 0, IR_OP_DROPOUT), sin = tu_count_op(g, 0, IR_OP_STATE_IN),
+      sout = tu_count_op(g, 0, IR_OP_STATE_OUT), inputs = tu_count_op(g, 0, IR_OP_INPUT);
+  tu_ok(pass_cse(&g));
+  ck_assert_int_eq(tu_count_op(g, 0, IR_OP_DROPOUT), drop);
+  ck_assert_int_eq(tu_count_op(g, 0, IR_OP_STATE_IN), sin);
+  ck_assert_int_eq(tu_count_op(g, 0, IR_OP_STATE_OUT), sout);
+  ck_assert_int_eq(tu_count_op(g, 0, IR_OP_INPUT), inputs);
   ck_assert_int_ge(drop, 2);
   ir_module_free(m);
 }
@@ -128,9 +95,9 @@ START_TEST(test_constfold_never_random_or_state) {
   run_case("constfold_effects", pass_constfold);
   ir_module_t *m = parse_file("tests/passes/constfold_effects.air");
   ir_graph_t *g = m->programs[0];
-  int drop = count_op(g, IR_OP_DROPOUT);
-  ok(pass_constfold(&g));
-  ck_assert_int_eq(count_op(g, IR_OP_DROPOUT), drop);
+  int drop = tu_count_op(g, 0, IR_OP_DROPOUT);
+  tu_ok(pass_constfold(&g));
+  ck_assert_int_eq(tu_count_op(g, 0, IR_OP_DROPOUT), drop);
   ck_assert_int_ge(drop, 1);
   ir_module_free(m);
 }
@@ -143,10 +110,10 @@ START_TEST(test_passes_are_idempotent) {
     char exp[256];
     snprintf(exp, sizeof exp, "tests/passes/%s.expected.air", files[k]);
     ir_module_t *m = parse_file(exp);
-    char *before = print_module(m);
+    char *before = tu_print_module(m, NULL);
     ir_graph_t *g = m->programs[0];
-    ok(fns[k](&g));
-    char *after = print_module(m);
+    tu_ok(fns[k](&g));
+    char *after = tu_print_module(m, NULL);
     assert_same_text(after, before, exp);
     free(before);
     free(after);
@@ -161,7 +128,7 @@ START_TEST(test_pipeline) {
   size_t len = 0;
   FILE *f = open_memstream(&buf, &len);
   pass_pipeline_options_t o = {.print_before = "cse", .print_after = "all", .print_stream = f};
-  ok(pass_run_pipeline(m, &o));
+  tu_ok(pass_run_pipeline(m, &o));
   fclose(f);
   /* Headers in order: after verify, before cse, after dce, after cse, ... */
   static const char *const want[] = {"; *** IR after verify ***\n", "; *** IR after dce ***\n",
@@ -177,10 +144,10 @@ START_TEST(test_pipeline) {
   }
   ck_assert_ptr_null(strstr(at, "; ***"));
   /* The last dump is the final module, and it equals the expected pipeline result. */
-  char *final = print_module(m);
+  char *final = tu_print_module(m, NULL);
   ck_assert_str_eq(at, final);
   size_t elen;
-  char *want_text = read_file("tests/passes/pipeline_basic.expected.air", &elen);
+  char *want_text = tu_read_file(tu_source_path("tests/passes/pipeline_basic.expected.air"), &elen);
   assert_same_text(final, want_text, "pipeline_basic.expected.air");
   free(want_text);
   free(final);
@@ -192,7 +159,7 @@ START_TEST(test_pipeline) {
   buf = NULL;
   f = open_memstream(&buf, &len);
   o = (pass_pipeline_options_t){.print_after = "dce", .print_stream = f};
-  ok(pass_run_pipeline(m, &o));
+  tu_ok(pass_run_pipeline(m, &o));
   fclose(f);
   ck_assert_msg(strncmp(buf, "; *** IR after dce ***\naidomm-ir 1\n", 35) == 0, "%s", buf);
   ck_assert_ptr_null(strstr(buf + 1, "; ***"));
@@ -245,10 +212,4 @@ static Suite *passes_suite(void) {
   return s;
 }
 
-int main(void) {
-  SRunner *sr = srunner_create(passes_suite());
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+int main(void) { return tu_run_suite(passes_suite()); }

@@ -13,41 +13,9 @@
 
 #include "ir/ir.h"
 #include "plan/plan.h"
+#include "tests/support/test_util.h"
 
 /* ---- fixtures --------------------------------------------------------------------------- */
-
-static char g_dir[256];
-
-static void make_dir(void) {
-  snprintf(g_dir, sizeof g_dir, "/tmp/aidomm_test_plan.XXXXXX");
-  ck_assert_ptr_nonnull(mkdtemp(g_dir));
-}
-
-static void remove_dir(void) {
-  DIR *d = opendir(g_dir);
-  if (!d) return;
-  struct dirent *e;
-  char path[512];
-  while ((e = readdir(d))) {
-    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-    snprintf(path, sizeof path, "%s/%s", g_dir, e->d_name);
-    unlink(path);
-  }
-  closedir(d);
-  rmdir(g_dir);
-}
-
-static char *path_in_dir(const char *name) {
-  static char buf[4][512];
-  static int k;
-  char *p = buf[k++ & 3];
-  snprintf(p, 512, "%s/%s", g_dir, name);
-  return p;
-}
-
-static void ok(ad_status_t st) {
-  if (st) ck_abort_msg("unexpected error: %s", ad_status_message(st));
-}
 
 static ir_type_t type2(ir_dtype_t dt, ir_dim_t a, ir_dim_t b) {
   ir_type_t t;
@@ -77,20 +45,20 @@ static void build_program(ir_module_t *m, const char *name, int bsym) {
                                              .attrs = ab, .nattrs = 2});
   ir_pop_scope(g);
   ir_build(g, &(ir_node_desc_t){.op = IR_OP_OUTPUT, .name = "pred", .inputs = &y, .ninputs = 1});
-  ok(ir_graph_take_error(g));
+  tu_ok(ir_graph_take_error(g));
 }
 
 static ir_module_t *small_module(void) {
   ir_module_t *m = ir_module_create();
   int b;
-  ok(ir_module_add_symbol(m, "B", 2, &b));
-  ok(ir_module_add_scalar(m, "lr", IR_DTYPE_F64, 1e-3));
+  tu_ok(ir_module_add_symbol(m, "B", 2, &b));
+  tu_ok(ir_module_add_scalar(m, "lr", IR_DTYPE_F64, 1e-3));
   ir_type_t wt = type2(IR_DTYPE_F32, ir_dim_const(1), ir_dim_const(4));
-  ok(ir_module_add_slot(m, "head.weight", &wt, IR_SLOT_PARAM | IR_SLOT_TRAINABLE,
+  tu_ok(ir_module_add_slot(m, "head.weight", &wt, IR_SLOT_PARAM | IR_SLOT_TRAINABLE,
                         "normal(0,0.02)", NULL));
   build_program(m, "forward", b);
   build_program(m, "eval", b);
-  ok(ir_verify_module(m));
+  tu_ok(ir_verify_module(m));
   return m;
 }
 
@@ -141,27 +109,7 @@ static plan_t *small_plan(void) {
   return p;
 }
 
-static void encode(const plan_t *p, ad_buf_t *b) { ok(plan_encode(p, b)); }
-
-static void write_bytes(const char *path, const uint8_t *d, size_t n) {
-  FILE *f = fopen(path, "wb");
-  ck_assert_ptr_nonnull(f);
-  if (n) ck_assert_uint_eq(fwrite(d, 1, n, f), n);
-  ck_assert_int_eq(fclose(f), 0);
-}
-
-static uint8_t *read_bytes(const char *path, size_t *n) {
-  FILE *f = fopen(path, "rb");
-  ck_assert_ptr_nonnull(f);
-  fseek(f, 0, SEEK_END);
-  long len = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  uint8_t *d = malloc((size_t)len + 1);
-  ck_assert_uint_eq(fread(d, 1, (size_t)len, f), (size_t)len);
-  fclose(f);
-  *n = (size_t)len;
-  return d;
-}
+static void encode(const plan_t *p, ad_buf_t *b) { tu_ok(plan_encode(p, b)); }
 
 static uint32_t rd32(const uint8_t *b) {
   return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
@@ -220,23 +168,23 @@ static void expect_reject_file(const char *path, ad_status_code_t code, const ch
 
 static void expect_reject(const uint8_t *d, size_t n, const char *fname, ad_status_code_t code,
                           const char *why) {
-  const char *path = path_in_dir(fname);
-  write_bytes(path, d, n);
+  const char *path = tu_tmpdir_path(fname);
+  tu_write_file(path, d, n);
   expect_reject_file(path, code, why);
 }
 
 /* ---- round trip --------------------------------------------------------------------------- */
 
 START_TEST(test_round_trip) {
-  make_dir();
+  tu_tmpdir_create("plan");
   plan_t *p = small_plan();
   p->code_len = 5;
   p->code = (const uint8_t *)"\x01\x02\x03\x04\x05";
-  const char *path = path_in_dir("small.plan");
-  ok(plan_write(p, path));
+  const char *path = tu_tmpdir_path("small.plan");
+  tu_ok(plan_write(p, path));
 
   plan_t *q = NULL;
-  ok(plan_read(path, &q));
+  tu_ok(plan_read(path, &q));
   ck_assert_str_eq(q->meta.aidomm_version, AIDOMM_VERSION);
   ck_assert_uint_eq(q->meta.format_version, PLAN_FORMAT_VERSION);
   ck_assert_str_eq(q->meta.created_by, "aidommc");
@@ -283,7 +231,7 @@ START_TEST(test_round_trip) {
 
   /* Same plan, same bytes: the file, and the re-encoding of what was read. */
   size_t n;
-  uint8_t *file = read_bytes(path, &n);
+  uint8_t *file = (uint8_t *)tu_read_file(path, &n);
   ad_buf_t e1 = {0}, e2 = {0};
   encode(p, &e1);
   encode(q, &e2);
@@ -310,18 +258,18 @@ START_TEST(test_round_trip) {
   p->code = NULL;
   p->code_len = 0;
   plan_free(p);
-  remove_dir();
+  tu_tmpdir_remove();
 }
 END_TEST
 
 START_TEST(test_write_is_atomic_and_leaves_no_temp) {
-  make_dir();
+  tu_tmpdir_create("plan");
   plan_t *p = small_plan();
-  const char *path = path_in_dir("a.plan");
-  write_bytes(path, (const uint8_t *)"old", 3);
-  ok(plan_write(p, path));
-  ok(plan_write(p, path)); /* overwriting an existing plan */
-  DIR *d = opendir(g_dir);
+  const char *path = tu_tmpdir_path("a.plan");
+  tu_write_file(path, (const uint8_t *)"old", 3);
+  tu_ok(plan_write(p, path));
+  tu_ok(plan_write(p, path)); /* overwriting an existing plan */
+  DIR *d = opendir(tu_tmpdir());
   int entries = 0;
   struct dirent *e;
   while ((e = readdir(d)))
@@ -336,14 +284,14 @@ START_TEST(test_write_is_atomic_and_leaves_no_temp) {
   ck_assert_int_gt(sb.st_size, 200);
 
   /* An unwritable destination fails cleanly (I/O: exit code 1) and names the file. */
-  const char *bad = path_in_dir("no/such/dir/x.plan");
+  const char *bad = tu_tmpdir_path("no/such/dir/x.plan");
   ad_status_t st = plan_write(p, bad);
   ck_assert_ptr_nonnull(st);
   ck_assert_int_eq(ad_status_code(st), AD_STATUS_IO);
   ck_assert_ptr_nonnull(strstr(ad_status_message(st), bad));
   ad_status_free(st);
   plan_free(p);
-  remove_dir();
+  tu_tmpdir_remove();
 }
 END_TEST
 
@@ -374,10 +322,10 @@ END_TEST
 /* ---- rejection ---------------------------------------------------------------------------- */
 
 START_TEST(test_reject_missing_empty_foreign) {
-  make_dir();
-  expect_reject_file(path_in_dir("does-not-exist.plan"), AD_STATUS_INVALID_ARGUMENT,
+  tu_tmpdir_create("plan");
+  expect_reject_file(tu_tmpdir_path("does-not-exist.plan"), AD_STATUS_INVALID_ARGUMENT,
                      "cannot open plan");
-  expect_reject_file(g_dir, AD_STATUS_INVALID_ARGUMENT, "is a directory");
+  expect_reject_file(tu_tmpdir(), AD_STATUS_INVALID_ARGUMENT, "is a directory");
   expect_reject(NULL, 0, "empty.plan", AD_STATUS_INVALID_ARGUMENT, "not an aidomm plan");
   static const char text[] =
       "model:\n  class_path: modelgenerator.tasks.SequenceRegression\n  init_args:\n"
@@ -386,12 +334,12 @@ START_TEST(test_reject_missing_empty_foreign) {
                 "not an aidomm plan");
   expect_reject((const uint8_t *)"AIDX", 4, "short.plan", AD_STATUS_INVALID_ARGUMENT,
                 "not an aidomm plan");
-  remove_dir();
+  tu_tmpdir_remove();
 }
 END_TEST
 
 START_TEST(test_reject_truncated) {
-  make_dir();
+  tu_tmpdir_create("plan");
   plan_t *p = small_plan();
   ad_buf_t b = {0};
   encode(p, &b);
@@ -414,12 +362,12 @@ START_TEST(test_reject_truncated) {
   free(longer);
   ad_buf_free(&b);
   plan_free(p);
-  remove_dir();
+  tu_tmpdir_remove();
 }
 END_TEST
 
 START_TEST(test_reject_flipped_bytes) {
-  make_dir();
+  tu_tmpdir_create("plan");
   plan_t *p = small_plan();
   ad_buf_t b = {0};
   encode(p, &b);
@@ -477,12 +425,12 @@ START_TEST(test_reject_flipped_bytes) {
   free(d);
   ad_buf_free(&b);
   plan_free(p);
-  remove_dir();
+  tu_tmpdir_remove();
 }
 END_TEST
 
 START_TEST(test_reject_newer_version) {
-  make_dir();
+  tu_tmpdir_create("plan");
   plan_t *p = small_plan();
   ad_buf_t b = {0};
   encode(p, &b);
@@ -492,13 +440,13 @@ START_TEST(test_reject_newer_version) {
                 "plan format version 2 is newer than this aidomm supports (1)");
   ad_buf_free(&b);
   plan_free(p);
-  remove_dir();
+  tu_tmpdir_remove();
 }
 END_TEST
 
 /* Damage that keeps a valid checksum: only the structural checks can catch it. */
 START_TEST(test_reject_forged_tables) {
-  make_dir();
+  tu_tmpdir_create("plan");
   plan_t *p = small_plan();
   ad_buf_t b = {0};
   encode(p, &b);
@@ -565,24 +513,24 @@ START_TEST(test_reject_forged_tables) {
   free(d);
   ad_buf_free(&b);
   plan_free(p);
-  remove_dir();
+  tu_tmpdir_remove();
 }
 END_TEST
 
 /* A memory plan that contradicts the module is a compiler bug when writing (INTERNAL: exit
  * code 1, nothing written) and corruption when reading. */
 START_TEST(test_reject_inconsistent_memplan) {
-  make_dir();
+  tu_tmpdir_create("plan");
   plan_t *p = small_plan();
   ad_buf_t b = {0};
   p->memplans[1].nvalues -= 1;
-  ad_status_t st = plan_write(p, path_in_dir("bad.plan"));
+  ad_status_t st = plan_write(p, tu_tmpdir_path("bad.plan"));
   ck_assert_ptr_nonnull(st);
   ck_assert_int_eq(ad_status_code(st), AD_STATUS_INTERNAL);
   ck_assert_msg(strstr(ad_status_message(st), "memory plan of 'eval' has"), "%s",
                 ad_status_message(st));
   ad_status_free(st);
-  ck_assert_int_ne(access(path_in_dir("bad.plan"), F_OK), 0);
+  ck_assert_int_ne(access(tu_tmpdir_path("bad.plan"), F_OK), 0);
   p->memplans[1].nvalues += 1;
   int64_t saved = p->memplans[0].offset[0];
   p->memplans[0].offset[0] = p->memplans[0].peak_bytes; /* past the arena */
@@ -619,7 +567,7 @@ START_TEST(test_reject_inconsistent_memplan) {
   free(d);
   ad_buf_free(&b);
   plan_free(p);
-  remove_dir();
+  tu_tmpdir_remove();
 }
 END_TEST
 
@@ -674,10 +622,4 @@ static Suite *plan_suite(void) {
   return s;
 }
 
-int main(void) {
-  SRunner *sr = srunner_create(plan_suite());
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+int main(void) { return tu_run_suite(plan_suite()); }
