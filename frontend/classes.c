@@ -1,6 +1,7 @@
-/* The class registry (class_path -> init_args schema and builder), schema checking with
- * GCC-style errors at the offending node, the top-level sections (seed_everything, trainer,
- * model, optimizer, data) and fe_build_module, which drives the model class's builder.
+/* The class registry's typing (class_path -> init_args schema, nested classes resolved
+ * recursively, per-class defaults), GCC-style errors at the offending node, the warning
+ * collector, and fe_build_module, which drives the model class's builder. The top-level
+ * sections live in sections.c.
  *
  * Policy: inside a class's init_args every key must be known (a misspelt key is an error with
  * the closest known key suggested), since a silently ignored model argument changes results.
@@ -12,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "frontend/fe_internal.h"
+#include "frontend/fe_check.h"
 
 /* ---- suggestions and warnings ---------------------------------------------------------------- */
 size_t fe_edit_distance(const char *a, const char *b) {
@@ -48,38 +49,31 @@ const char *fe_closest(const char *word, const char *const *cands, size_t ncands
   return pick && best <= limit && best < len ? pick : NULL;
 }
 
-/* Warnings are collected while the sections are checked and printed in file order, as a
- * compiler would, whatever order the sections are processed in. */
-typedef struct warning {
-  const char *file;
-  int line, col;
-  uint32_t seq;
-  char *text;
-} warning_t;
+void fe_checker_init(fe_checker_t *k, const fe_config_t *c) {
+  memset(k, 0, sizeof *k);
+  k->c = c;
+  /* Resolved nested classes are arena-owned by the config (fe_internal.h), which callers hold
+   * as const: the arena is the one part that grows. */
+  k->arena = (ad_arena_t *)&c->arena;
+}
 
-typedef struct checker {
-  const fe_config_t *c;
-  warning_t *w;
-  uint32_t nw, capw;
-} checker_t;
-
-static void warn_at(checker_t *k, const char *file, int line, int col, const char *msg) {
+static void warn_at(fe_checker_t *k, const char *file, int line, int col, const char *msg) {
   if (!k->c->warn_stream) return;
   if (k->nw == k->capw) {
     uint32_t ncap = k->capw ? 2 * k->capw : 16;
-    warning_t *nw = realloc(k->w, sizeof *nw * ncap);
+    fe_warning_t *nw = realloc(k->w, sizeof *nw * ncap);
     if (!nw) return; /* a lost warning is better than a failed compile */
     k->w = nw;
     k->capw = ncap;
   }
   char *text = strdup(msg);
   if (!text) return;
-  k->w[k->nw] = (warning_t){file, line, col, k->nw, text};
+  k->w[k->nw] = (fe_warning_t){file, line, col, k->nw, text};
   k->nw++;
 }
 
 static int warning_cmp(const void *pa, const void *pb) {
-  const warning_t *a = pa, *b = pb;
+  const fe_warning_t *a = pa, *b = pb;
   int f = strcmp(a->file, b->file);
   if (f) return f;
   if (a->line != b->line) return a->line < b->line ? -1 : 1;
@@ -87,11 +81,18 @@ static int warning_cmp(const void *pa, const void *pb) {
   return a->seq < b->seq ? -1 : a->seq > b->seq;
 }
 
-static void flush_warnings(checker_t *k) {
+void fe_checker_flush(fe_checker_t *k) {
   if (k->nw) qsort(k->w, k->nw, sizeof *k->w, warning_cmp);
   for (uint32_t i = 0; i < k->nw; i++) {
-    fprintf(k->c->warn_stream, "%s:%d:%d: warning: %s\n", k->w[i].file, k->w[i].line, k->w[i].col,
-            k->w[i].text);
+    /* The same key can be reached twice (e.g. a class given twice by merged files); say it
+     * once. */
+    if (i > 0 && k->w[i - 1].line == k->w[i].line && k->w[i - 1].col == k->w[i].col &&
+        !strcmp(k->w[i - 1].file, k->w[i].file) && !strcmp(k->w[i - 1].text, k->w[i].text)) {
+      free(k->w[i].text);
+      continue;
+    }
+    fprintf(k->c->warn_stream, "%s:%d:%d: warning: %s\n", k->w[i].file, k->w[i].line,
+            k->w[i].col, k->w[i].text);
     free(k->w[i].text);
   }
   free(k->w);
@@ -99,9 +100,7 @@ static void flush_warnings(checker_t *k) {
   k->nw = k->capw = 0;
 }
 
-static void warn_key(checker_t *k, const fe_node_t *map, uint32_t i, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static void warn_key(checker_t *k, const fe_node_t *map, uint32_t i, const char *fmt, ...) {
+void fe_warn_key(fe_checker_t *k, const fe_node_t *map, uint32_t i, const char *fmt, ...) {
   char msg[1024], clean[2048];
   va_list ap;
   va_start(ap, fmt);
@@ -114,8 +113,17 @@ static void warn_key(checker_t *k, const fe_node_t *map, uint32_t i, const char 
   warn_at(k, file, line, col, clean);
 }
 
-/* " (known keys: a, b, c)" or "; did you mean 'x'?" into buf. */
-static void suggest(const char *word, const char *const *cands, size_t n, char *buf, size_t cap) {
+void fe_warn_node(fe_checker_t *k, const fe_node_t *n, const char *fmt, ...) {
+  char msg[1024], clean[2048];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  fe_one_line(clean, sizeof clean, msg);
+  warn_at(k, n->file, n->line, n->col, clean);
+}
+
+void fe_suggest(const char *word, const char *const *cands, size_t n, char *buf, size_t cap) {
   const char *best = fe_closest(word, cands, n);
   if (best) {
     snprintf(buf, cap, "; did you mean '%s'?", best);
@@ -128,9 +136,11 @@ static void suggest(const char *word, const char *const *cands, size_t n, char *
 }
 
 /* ---- the non-model classes ------------------------------------------------------------------- */
+/* lr is a runtime scalar of the plan; betas, eps and weight decay are constants of the lowered
+ * train step (pass_lower_training), hence compile-time. */
 static const fe_arg_spec_t k_adamw_args[] = {
-    {"lr", FE_ARG_FLOAT, FE_ARG_POSITIVE, "0.001"},
-    {"betas", FE_ARG_LIST, 0, NULL}, /* default (0.9, 0.999), checked below */
+    {"lr", FE_ARG_FLOAT, FE_ARG_POSITIVE | FE_ARG_KEY_RUNTIME, "0.001"},
+    {"betas", FE_ARG_LIST, 0, "[0.9, 0.999]"},
     {"eps", FE_ARG_FLOAT, FE_ARG_POSITIVE, "1e-08"},
     {"weight_decay", FE_ARG_FLOAT, FE_ARG_NONNEG, "0.01"},
     {"amsgrad", FE_ARG_BOOL, 0, "false"},
@@ -141,21 +151,20 @@ static const fe_arg_spec_t k_adamw_args[] = {
     {"capturable", FE_ARG_BOOL, FE_ARG_IGNORED, "false"},
     {"differentiable", FE_ARG_BOOL, FE_ARG_IGNORED, "false"},
 };
-enum { ADAMW_LR, ADAMW_BETAS, ADAMW_EPS, ADAMW_WD, ADAMW_AMSGRAD, ADAMW_MAXIMIZE };
 
 static ad_status_t adamw_check(const fe_class_t *cls, const char *path, const fe_arg_value_t *a,
                                const fe_node_t *section) {
   (void)cls;
   (void)section;
-  if (a[ADAMW_AMSGRAD].b)
-    return fe_status_at(AD_STATUS_UNIMPLEMENTED, a[ADAMW_AMSGRAD].node->file,
-                        a[ADAMW_AMSGRAD].node->line, a[ADAMW_AMSGRAD].node->col,
+  if (a[FE_ADAMW_AMSGRAD].b)
+    return fe_status_at(AD_STATUS_UNIMPLEMENTED, a[FE_ADAMW_AMSGRAD].node->file,
+                        a[FE_ADAMW_AMSGRAD].node->line, a[FE_ADAMW_AMSGRAD].node->col,
                         "%s.init_args.amsgrad: true is not supported yet", path);
-  if (a[ADAMW_MAXIMIZE].b)
-    return fe_status_at(AD_STATUS_UNIMPLEMENTED, a[ADAMW_MAXIMIZE].node->file,
-                        a[ADAMW_MAXIMIZE].node->line, a[ADAMW_MAXIMIZE].node->col,
+  if (a[FE_ADAMW_MAXIMIZE].b)
+    return fe_status_at(AD_STATUS_UNIMPLEMENTED, a[FE_ADAMW_MAXIMIZE].node->file,
+                        a[FE_ADAMW_MAXIMIZE].node->line, a[FE_ADAMW_MAXIMIZE].node->col,
                         "%s.init_args.maximize: true is not supported yet", path);
-  const fe_node_t *betas = a[ADAMW_BETAS].list;
+  const fe_node_t *betas = a[FE_ADAMW_BETAS].list;
   if (betas) {
     if (betas->n != 2)
       return fe_error_at(betas,
@@ -180,19 +189,20 @@ const fe_class_t fe_class_adamw = {
     .args = k_adamw_args,
     .nargs = sizeof k_adamw_args / sizeof k_adamw_args[0],
     .check = adamw_check,
+    .kind = FE_CLASS_OPTIMIZER,
 };
 
 static const fe_arg_spec_t k_synthetic_args[] = {
-    {"batch_size", FE_ARG_INT, FE_ARG_POSITIVE, "4"},
-    {"max_length", FE_ARG_INT, FE_ARG_POSITIVE | FE_ARG_REQUIRED, NULL},
+    {"batch_size", FE_ARG_INT, FE_ARG_POSITIVE | FE_ARG_KEY_BOUND, "4"},
+    {"max_length", FE_ARG_INT, FE_ARG_POSITIVE | FE_ARG_REQUIRED | FE_ARG_KEY_BOUND, NULL},
 };
-enum { DATA_BATCH, DATA_MAXLEN };
 
 const fe_class_t fe_class_synthetic_data = {
     .class_path = "aidomm.testing.SyntheticData",
     .section = "data",
     .args = k_synthetic_args,
     .nargs = sizeof k_synthetic_args / sizeof k_synthetic_args[0],
+    .kind = FE_CLASS_DATA,
 };
 
 int fe_class_arg_index(const fe_class_t *cls, const char *name) {
@@ -201,8 +211,21 @@ int fe_class_arg_index(const fe_class_t *cls, const char *name) {
   return -1;
 }
 
+const char *fe_kind_name(fe_class_kind_t k) {
+  switch (k) {
+    case FE_CLASS_TASK: return "model";
+    case FE_CLASS_BACKBONE: return "backbone";
+    case FE_CLASS_FUSION: return "fusion";
+    case FE_CLASS_ADAPTER: return "adapter";
+    case FE_CLASS_OPTIMIZER: return "optimizer";
+    case FE_CLASS_SCHEDULER: return "scheduler";
+    case FE_CLASS_DATA: return "data";
+    default: return "callback/logger/strategy";
+  }
+}
+
 /* ---- typing one argument ------------------------------------------------------------------ */
-static const char *type_name(fe_arg_type_t t) {
+const char *fe_type_name(fe_arg_type_t t) {
   switch (t) {
     case FE_ARG_INT: return "an integer";
     case FE_ARG_FLOAT: return "a float";
@@ -210,11 +233,12 @@ static const char *type_name(fe_arg_type_t t) {
     case FE_ARG_STRING: return "a string";
     case FE_ARG_MAP: return "a map";
     case FE_ARG_CLASS: return "a class (class_path and init_args)";
+    case FE_ARG_ANY: return "a value";
     default: return "a list";
   }
 }
 
-static const char *describe(const fe_node_t *n, char *buf, size_t cap) {
+const char *fe_describe(const fe_node_t *n, char *buf, size_t cap) {
   if (n->kind != FE_NODE_SCALAR) return fe_node_kind_name(n);
   snprintf(buf, cap, n->quoted ? "the quoted string \"%.60s\"" : "'%.60s'", n->scalar);
   return buf;
@@ -223,14 +247,30 @@ static const char *describe(const fe_node_t *n, char *buf, size_t cap) {
 /* Sizes beyond this are typos, and they keep every shape product far from int64 overflow. */
 #define FE_MAX_SIZE ((int64_t)1 << 31)
 
-static ad_status_t type_arg(const fe_arg_spec_t *s, const char *path, const fe_node_t *n,
-                            fe_arg_value_t *v) {
+/* Nested classes deeper than this are a config error (real ones nest 3 deep). */
+#define FE_MAX_CLASS_DEPTH 16
+
+static ad_status_t resolve_at(fe_checker_t *k, fe_class_kind_t kind, const char *path,
+                              const fe_node_t *sec, const char *default_class,
+                              const char *const *skip, int depth, fe_resolved_t *out);
+
+static ad_status_t type_class_arg(fe_checker_t *k, const fe_arg_spec_t *s, const char *path,
+                                  const fe_node_t *n, int depth, fe_arg_value_t *v) {
+  fe_resolved_t *r = ad_arena_alloc(k->arena, sizeof *r);
+  AD_RETURN_IF_ERROR(resolve_at(k, s->kind, path, n, s->dflt, NULL, depth + 1, r));
+  v->cls = r->cls;
+  v->args = r->args;
+  return AD_OK;
+}
+
+static ad_status_t type_arg(fe_checker_t *k, const fe_arg_spec_t *s, const char *path,
+                            const fe_node_t *n, int depth, fe_arg_value_t *v) {
   char buf[96];
   memset(v, 0, sizeof *v);
   v->node = n;
   if (fe_scalar_is_null(n)) {
     if (!(s->flags & FE_ARG_NULLABLE))
-      return fe_error_at(n, "%s: expected %s, got null", path, type_name(s->type));
+      return fe_error_at(n, "%s: expected %s, got null", path, fe_type_name(s->type));
     v->is_null = true;
     return AD_OK;
   }
@@ -251,12 +291,18 @@ static ad_status_t type_arg(const fe_arg_spec_t *s, const char *path, const fe_n
       ok = n->kind == FE_NODE_MAP;
       v->list = n;
       break;
+    case FE_ARG_ANY: v->list = n; break;
     case FE_ARG_CLASS:
-      return fe_error_at(n, "%s: nested classes are not supported by this build", path);
+      if (n->kind == FE_NODE_SEQ)
+        return fe_error_at(n, "%s: expected %s %s class (a class_path and its init_args), got a "
+                              "list",
+                           path, strchr("aeiou", fe_kind_name(s->kind)[0]) ? "an" : "a",
+                           fe_kind_name(s->kind));
+      return type_class_arg(k, s, path, n, depth, v);
   }
   if (!ok)
-    return fe_error_at(n, "%s: expected %s, got %s", path, type_name(s->type),
-                       describe(n, buf, sizeof buf));
+    return fe_error_at(n, "%s: expected %s, got %s", path, fe_type_name(s->type),
+                       fe_describe(n, buf, sizeof buf));
   if (s->type == FE_ARG_INT) {
     if ((s->flags & FE_ARG_POSITIVE) && v->i <= 0)
       return fe_error_at(n, "%s must be positive, got %lld", path, (long long)v->i);
@@ -276,29 +322,59 @@ static ad_status_t type_arg(const fe_arg_spec_t *s, const char *path, const fe_n
   return AD_OK;
 }
 
-/* The default as if written in the config (places point at nothing: defaults are valid). */
-static void default_arg(const fe_arg_spec_t *s, fe_arg_value_t *v) {
+/* The default as if written in the config (nothing is placed: defaults are valid). Class
+ * defaults are resolved recursively with the class's own defaults. */
+static ad_status_t default_arg(fe_checker_t *k, const fe_arg_spec_t *s, const char *path,
+                               int depth, fe_arg_value_t *v) {
   memset(v, 0, sizeof *v);
-  if (!s->dflt) return;
+  if (!s->dflt) {
+    if (s->type == FE_ARG_CLASS) v->is_null = true; /* an optional class: absent */
+    return AD_OK;
+  }
+  if (s->type == FE_ARG_CLASS) {
+    fe_node_t n = {.kind = FE_NODE_SCALAR, .file = "<default>", .scalar = s->dflt};
+    if (fe_scalar_is_null(&n)) {
+      v->is_null = true;
+      return AD_OK;
+    }
+    if (!fe_find_class(s->dflt))
+      return ad_status_make(AD_STATUS_INTERNAL,
+                            "%s: the default class '%s' is not registered in this build", path,
+                            s->dflt);
+    return type_class_arg(k, s, path, NULL, depth, v);
+  }
+  if (s->type == FE_ARG_LIST || s->type == FE_ARG_MAP || s->type == FE_ARG_ANY) {
+    const fe_node_t *n = fe_node_parse_text(k->arena, s->dflt);
+    if (n && fe_scalar_is_null(n)) v->is_null = true;
+    else v->list = n;
+    return AD_OK;
+  }
   fe_node_t n = {.kind = FE_NODE_SCALAR, .file = "<default>", .scalar = s->dflt};
   if (fe_scalar_is_null(&n)) {
     v->is_null = true;
-    return;
+    return AD_OK;
   }
   switch (s->type) {
     case FE_ARG_INT: (void)fe_scalar_int(&n, &v->i); break;
     case FE_ARG_FLOAT: (void)fe_scalar_float(&n, &v->f); break;
     case FE_ARG_BOOL: (void)fe_scalar_bool(&n, &v->b); break;
     case FE_ARG_STRING: v->s = s->dflt; break;
-    case FE_ARG_LIST:
-    case FE_ARG_MAP:
-    case FE_ARG_CLASS: break;
+    default: break;
   }
+  return AD_OK;
 }
 
-static bool same_as_default(const fe_arg_spec_t *s, const fe_arg_value_t *v) {
+static bool same_as_default(fe_checker_t *k, const fe_arg_spec_t *s, const fe_arg_value_t *v) {
   fe_arg_value_t d;
-  default_arg(s, &d);
+  if (s->type == FE_ARG_CLASS || s->type == FE_ARG_LIST || s->type == FE_ARG_MAP)
+    return false;
+  if (s->type == FE_ARG_ANY) { /* scalars compare by text */
+    fe_node_t d = {.kind = FE_NODE_SCALAR, .scalar = s->dflt ? s->dflt : ""};
+    if (v->is_null) return fe_scalar_is_null(&d);
+    return v->list && v->list->kind == FE_NODE_SCALAR && s->dflt &&
+           strcmp(v->list->scalar, s->dflt) == 0;
+  }
+  if (default_arg(k, s, "", 0, &d)) return false; /* scalars cannot fail */
   if (v->is_null || d.is_null) return v->is_null == d.is_null;
   switch (s->type) {
     case FE_ARG_INT: return v->i == d.i;
@@ -310,25 +386,32 @@ static bool same_as_default(const fe_arg_spec_t *s, const fe_arg_value_t *v) {
 }
 
 /* ---- class sections: {class_path, init_args} ----------------------------------------------- */
-typedef struct fe_resolved {
-  const fe_class_t *cls;
-  const fe_node_t *section; /* NULL when the section is absent (default class) */
-  fe_arg_value_t args[FE_MAX_ARGS];
-} fe_resolved_t;
-
 static const char *article(const char *word) { return strchr("aeiou", word[0]) ? "an" : "a"; }
 
-static ad_status_t unknown_class(const char *kind, const char *path, const fe_node_t *cp) {
+static bool kind_ok(const fe_class_t *cls, fe_class_kind_t kind) {
+  if (cls->kind != kind) return false;
+  return kind != FE_CLASS_TASK || cls->build != NULL; /* a model section builds the program */
+}
+
+static ad_status_t unknown_class(fe_class_kind_t kind, const char *path, const fe_node_t *cp) {
   const char *cands[256];
   size_t n = 0;
   for (size_t i = 0; i < fe_class_count() && n < 256; i++)
-    if (strcmp(fe_class_at(i)->section, kind) == 0) cands[n++] = fe_class_at(i)->class_path;
+    if (kind_ok(fe_class_at(i), kind)) cands[n++] = fe_class_at(i)->class_path;
+  const char *want = fe_kind_name(kind);
   const fe_class_t *other = fe_find_class(cp->scalar);
   if (other)
     return fe_error_at(cp, "%s.class_path: '%s' is %s %s class, not %s %s class", path, cp->scalar,
-                       article(other->section), other->section, article(kind), kind);
+                       article(fe_kind_name(other->kind)), fe_kind_name(other->kind),
+                       article(want), want);
+  /* jsonargparse resolves a bare class name ("MLPPoolAdapter") within the expected base; so
+   * does the suggestion. */
   const char *best = fe_closest(cp->scalar, cands, n);
-  char known[512];
+  for (size_t i = 0; !best && i < n; i++) {
+    const char *dot = strrchr(cands[i], '.');
+    if (dot && fe_edit_distance(cp->scalar, dot + 1) <= 2) best = cands[i];
+  }
+  char known[768];
   size_t used = 0;
   known[0] = 0;
   for (size_t i = 0; i < n && used < sizeof known; i++)
@@ -336,145 +419,150 @@ static ad_status_t unknown_class(const char *kind, const char *path, const fe_no
   if (best)
     return fe_error_at(cp, "%s.class_path: unknown class '%s'; did you mean '%s'?", path,
                        cp->scalar, best);
-  return fe_error_at(cp, "%s.class_path: unknown class '%s' (known %s classes: %s)", path,
-                     cp->scalar, kind, known);
+  return fe_error_at(cp, "%s.class_path: unknown %s class '%s' (known %s classes: %s)", path, want,
+                     cp->scalar, want, n ? known : "none in this build");
 }
 
-/* Resolves a {class_path, init_args} section of the given kind ("model", "optimizer", "data")
- * written at `path`. `skip` names an init_args key handled by the caller (or NULL). */
-static ad_status_t resolve_class(checker_t *k, const char *kind, const char *path,
-                                 const fe_node_t *sec, const char *default_class, const char *skip,
-                                 fe_resolved_t *out) {
+/* A class_path as written: the full path, an alias, or (as jsonargparse accepts for subclass
+ * types) the bare class name when exactly one class of the expected kind has it. */
+static const fe_class_t *lookup_class(const char *name, fe_class_kind_t kind) {
+  const fe_class_t *c = fe_find_class(name);
+  if (c || strchr(name, '.')) return c;
+  const fe_class_t *found = NULL;
+  for (size_t i = 0; i < fe_class_count(); i++) {
+    const fe_class_t *x = fe_class_at(i);
+    const char *dot = strrchr(x->class_path, '.');
+    if (kind_ok(x, kind) && dot && strcmp(dot + 1, name) == 0) {
+      if (found) return NULL; /* ambiguous */
+      found = x;
+    }
+  }
+  return found;
+}
+
+static bool skipped(const char *const *skip, const char *key) {
+  for (const char *const *s = skip; s && *s; s++)
+    if (strcmp(*s, key) == 0) return true;
+  return false;
+}
+
+static ad_status_t resolve_at(fe_checker_t *k, fe_class_kind_t kind, const char *path,
+                              const fe_node_t *sec, const char *default_class,
+                              const char *const *skip, int depth, fe_resolved_t *out) {
   memset(out, 0, sizeof *out);
+  if (depth > FE_MAX_CLASS_DEPTH)
+    return fe_error_at(sec ? sec : k->c->root, "%s: classes nested more than %d deep", path,
+                       FE_MAX_CLASS_DEPTH);
   const fe_node_t *cp = NULL, *init = NULL;
+  /* Keys written straight under the class node instead of under init_args: jsonargparse's
+   * shorthand when the class is known (overrides such as --model.adapter.dropout create it). */
+  const fe_node_t *flat = NULL;
   if (!sec || fe_scalar_is_null(sec)) {
     if (!default_class)
       return fe_error_at(sec ? sec : k->c->root,
                          "missing required section '%s' (a class_path and its init_args)", path);
     out->cls = fe_find_class(default_class);
+    if (!out->cls)
+      return ad_status_make(AD_STATUS_INTERNAL, "%s: the default class '%s' is not registered",
+                            path, default_class);
   } else if (sec->kind == FE_NODE_SCALAR) {
     cp = sec; /* jsonargparse shorthand: `optimizer: torch.optim.AdamW` */
   } else if (sec->kind == FE_NODE_SEQ) {
     return fe_error_at(sec, "%s: expected a mapping with class_path and init_args, got a list",
                        path);
   } else {
-    static const char *const keys[] = {"class_path", "init_args"};
     for (uint32_t i = 0; i < sec->n; i++) {
-      if (strcmp(sec->keys[i], "class_path") == 0) {
+      if (strcmp(sec->keys[i], "class_path") == 0)
         cp = sec->items[i];
-      } else if (strcmp(sec->keys[i], "init_args") == 0) {
+      else if (strcmp(sec->keys[i], "init_args") == 0)
         init = sec->items[i];
-      } else {
-        char hint[256];
-        suggest(sec->keys[i], keys, 2, hint, sizeof hint);
-        return fe_error_at_key(sec, i, "unknown key '%s' in %s%s", sec->keys[i], path, hint);
-      }
+      else
+        flat = sec;
     }
-    if (!cp) return fe_error_at(sec, "%s: missing 'class_path'", path);
+    if (!cp && !default_class) {
+      if (flat) {
+        for (uint32_t i = 0; i < sec->n; i++)
+          if (strcmp(sec->keys[i], "init_args") != 0) {
+            static const char *const keys[] = {"class_path", "init_args"};
+            char hint[256];
+            fe_suggest(sec->keys[i], keys, 2, hint, sizeof hint);
+            return fe_error_at_key(sec, i, "unknown key '%s' in %s%s", sec->keys[i], path, hint);
+          }
+      }
+      return fe_error_at(sec, "%s: missing 'class_path'", path);
+    }
+    if (!cp) {
+      out->cls = fe_find_class(default_class);
+      if (!out->cls)
+        return ad_status_make(AD_STATUS_INTERNAL, "%s: the default class '%s' is not registered",
+                              path, default_class);
+    }
   }
   if (cp) {
     if (cp->kind != FE_NODE_SCALAR || fe_scalar_is_null(cp))
       return fe_error_at(cp, "%s.class_path: expected a class name, got %s", path,
                          fe_scalar_is_null(cp) ? "null" : fe_node_kind_name(cp));
-    out->cls = fe_find_class(cp->scalar);
-    if (!out->cls || strcmp(out->cls->section, kind) != 0) return unknown_class(kind, path, cp);
+    out->cls = lookup_class(cp->scalar, kind);
+    if (!out->cls || !kind_ok(out->cls, kind)) return unknown_class(kind, path, cp);
   }
   const fe_class_t *cls = out->cls;
-  out->section = sec;
+  out->section = sec && !fe_scalar_is_null(sec) ? sec : NULL;
   if (init && fe_scalar_is_null(init)) init = NULL;
   if (init && init->kind != FE_NODE_MAP)
     return fe_error_at(init, "%s.init_args: expected a mapping, got %s", path,
                        fe_node_kind_name(init));
 
-  for (uint32_t a = 0; a < cls->nargs; a++) default_arg(&cls->args[a], &out->args[a]);
+  char apath[512];
+  for (uint32_t a = 0; a < cls->nargs; a++) {
+    snprintf(apath, sizeof apath, "%s.init_args.%s", path, cls->args[a].name);
+    AD_RETURN_IF_ERROR(default_arg(k, &cls->args[a], apath, depth, &out->args[a]));
+  }
   const char *names[FE_MAX_ARGS];
   for (uint32_t a = 0; a < cls->nargs; a++) names[a] = cls->args[a].name;
-  for (uint32_t i = 0; init && i < init->n; i++) {
-    if (skip && strcmp(init->keys[i], skip) == 0) continue;
-    int a = fe_class_arg_index(cls, init->keys[i]);
-    if (a < 0) {
-      char hint[512];
-      suggest(init->keys[i], names, cls->nargs, hint, sizeof hint);
-      return fe_error_at_key(init, i, "unknown key '%s' in %s.init_args of %s%s", init->keys[i],
-                             path, cls->class_path, hint);
+  /* init_args first, then the flat keys (which only the shorthand produces). */
+  const fe_node_t *maps[2] = {init, flat};
+  for (int mi = 0; mi < 2; mi++) {
+    const fe_node_t *m = maps[mi];
+    for (uint32_t i = 0; m && i < m->n; i++) {
+      if (mi == 1 && (!strcmp(m->keys[i], "class_path") || !strcmp(m->keys[i], "init_args")))
+        continue;
+      if (skipped(skip, m->keys[i])) continue;
+      int a = fe_class_arg_index(cls, m->keys[i]);
+      if (a < 0 && mi == 1) {
+        const char *cands[FE_MAX_ARGS + 2] = {"class_path", "init_args"};
+        for (uint32_t j = 0; j < cls->nargs; j++) cands[j + 2] = names[j];
+        char hint[768];
+        fe_suggest(m->keys[i], cands, cls->nargs + 2, hint, sizeof hint);
+        return fe_error_at_key(m, i, "unknown key '%s' in %s%s", m->keys[i], path, hint);
+      }
+      if (a < 0) {
+        char hint[768];
+        fe_suggest(m->keys[i], names, cls->nargs, hint, sizeof hint);
+        return fe_error_at_key(m, i, "unknown key '%s' in %s.init_args of %s%s", m->keys[i], path,
+                               cls->class_path, hint);
+      }
+      snprintf(apath, sizeof apath, "%s.init_args.%s", path, m->keys[i]);
+      AD_RETURN_IF_ERROR(type_arg(k, &cls->args[a], apath, m->items[i], depth, &out->args[a]));
+      if ((cls->args[a].flags & FE_ARG_IGNORED) && !same_as_default(k, &cls->args[a], &out->args[a]))
+        fe_warn_key(k, m, i, "%s is ignored by aidomm (no effect on the computation)", apath);
     }
-    char apath[256];
-    snprintf(apath, sizeof apath, "%s.init_args.%s", path, init->keys[i]);
-    AD_RETURN_IF_ERROR(type_arg(&cls->args[a], apath, init->items[i], &out->args[a]));
-    if ((cls->args[a].flags & FE_ARG_IGNORED) && !same_as_default(&cls->args[a], &out->args[a]))
-      warn_key(k, init, i, "%s is ignored by aidomm (no effect on the computation)", apath);
   }
   for (uint32_t a = 0; a < cls->nargs; a++)
     if ((cls->args[a].flags & FE_ARG_REQUIRED) && !out->args[a].node) {
-      const fe_node_t *where = init ? init : sec ? sec : k->c->root;
+      const fe_node_t *where = init ? init : out->section ? out->section : k->c->root;
       return fe_error_at(where, "%s.init_args: missing required key '%s' (%s) for %s", path,
-                         cls->args[a].name, type_name(cls->args[a].type), cls->class_path);
+                         cls->args[a].name, fe_type_name(cls->args[a].type), cls->class_path);
     }
-  if (cls->check) AD_RETURN_IF_ERROR(cls->check(cls, path, out->args, sec ? sec : k->c->root));
+  if (cls->check)
+    AD_RETURN_IF_ERROR(
+        cls->check(cls, path, out->args, out->section ? out->section : k->c->root));
   return AD_OK;
 }
 
-/* ---- trainer and seed -------------------------------------------------------------------- */
-static ad_status_t parse_precision(const fe_node_t *n, ir_dtype_t *out) {
-  if (n->kind != FE_NODE_SCALAR || fe_scalar_is_null(n))
-    return fe_error_at(n, "trainer.precision: expected 32 or 64, got %s",
-                       fe_scalar_is_null(n) ? "null" : fe_node_kind_name(n));
-  const char *s = n->scalar;
-  if (!strcmp(s, "32") || !strcmp(s, "32-true")) {
-    *out = IR_DTYPE_F32;
-    return AD_OK;
-  }
-  if (!strcmp(s, "64") || !strcmp(s, "64-true")) {
-    *out = IR_DTYPE_F64;
-    return AD_OK;
-  }
-  static const char *const later[] = {"16",         "16-mixed",  "16-true",           "bf16",
-                                      "bf16-mixed", "bf16-true", "transformer-engine"};
-  for (size_t i = 0; i < sizeof later / sizeof later[0]; i++)
-    if (!strcmp(s, later[i]))
-      return fe_status_at(AD_STATUS_UNIMPLEMENTED, n->file, n->line, n->col,
-                          "trainer.precision: '%s' is not supported yet (use 32 or 64)", s);
-  return fe_error_at(n, "trainer.precision: expected 32 or 64, got '%s'", s);
-}
-
-static ad_status_t parse_trainer(checker_t *k, const fe_node_t *t, fe_job_t *job) {
-  job->max_steps = -1; /* Lightning's default: no step limit */
-  job->dtype = IR_DTYPE_F32;
-  if (!t || fe_scalar_is_null(t)) return AD_OK;
-  if (t->kind != FE_NODE_MAP)
-    return fe_error_at(t, "trainer: expected a mapping, got %s", fe_node_kind_name(t));
-  for (uint32_t i = 0; i < t->n; i++) {
-    const char *key = t->keys[i];
-    const fe_node_t *v = t->items[i];
-    if (strcmp(key, "max_steps") == 0) {
-      int64_t s;
-      char buf[96];
-      if (!fe_scalar_int(v, &s))
-        return fe_error_at(v, "trainer.max_steps: expected an integer, got %s",
-                           describe(v, buf, sizeof buf));
-      if (s == 0 || s < -1)
-        return fe_error_at(v, "trainer.max_steps must be positive (or -1 for no limit), got %lld",
-                           (long long)s);
-      job->max_steps = s;
-    } else if (strcmp(key, "precision") == 0) {
-      AD_RETURN_IF_ERROR(parse_precision(v, &job->dtype));
-    } else {
-      warn_key(k, t, i, "trainer.%s is ignored (aidomm does not use it yet)", key);
-    }
-  }
-  return AD_OK;
-}
-
-static ad_status_t parse_seed(const fe_node_t *n, int64_t *seed) {
-  char buf[96];
-  if (fe_scalar_is_null(n)) return AD_OK;
-  if (!fe_scalar_int(n, seed))
-    return fe_error_at(n, "seed_everything: expected an integer seed, got %s",
-                       describe(n, buf, sizeof buf));
-  /* Lightning's accepted range (numpy seeds are 32-bit). */
-  if (*seed < 0 || *seed > 4294967295LL)
-    return fe_error_at(n, "seed_everything must be in [0, 4294967295], got %lld", (long long)*seed);
-  return AD_OK;
+ad_status_t fe_resolve_class(fe_checker_t *k, fe_class_kind_t kind, const char *path,
+                             const fe_node_t *sec, const char *default_class,
+                             const char *const *skip, fe_resolved_t *out) {
+  return resolve_at(k, kind, path, sec, default_class, skip, 0, out);
 }
 
 /* ---- fe_build_module ------------------------------------------------------------------------ */
@@ -482,7 +570,9 @@ static ad_status_t build_module(const fe_config_t *c, const fe_resolved_t *model
                                 const fe_job_t *job, ir_module_t *m) {
   int sb = -1, sl = -1;
   AD_RETURN_IF_ERROR(ir_module_add_symbol(m, "B", job->batch_size, &sb));
-  AD_RETURN_IF_ERROR(ir_module_add_symbol(m, "L", job->max_length, &sl));
+  /* Data classes without a max_length (IsoformExpression) leave the lengths to the backbones,
+   * which declare one symbol per modality. */
+  if (job->max_length > 0) AD_RETURN_IF_ERROR(ir_module_add_symbol(m, "L", job->max_length, &sl));
   AD_RETURN_IF_ERROR(ir_module_add_scalar(m, "seed", IR_DTYPE_I64, (double)job->seed));
   AD_RETURN_IF_ERROR(ir_module_add_scalar(m, "step", IR_DTYPE_I64, 0.0));
   AD_RETURN_IF_ERROR(ir_module_add_scalar(m, "lr", IR_DTYPE_F64, job->lr));
@@ -496,7 +586,7 @@ static ad_status_t build_module(const fe_config_t *c, const fe_resolved_t *model
       .sym_len = sl,
       .cls = model->cls,
       .args = model->args,
-      .section = model->section,
+      .section = model->section ? model->section : c->root,
   };
   ad_status_t st = model->cls->build(&ctx);
   ad_status_t gst = ir_graph_take_error(g);
@@ -513,87 +603,43 @@ static ad_status_t build_module(const fe_config_t *c, const fe_resolved_t *model
   return AD_OK;
 }
 
-static ad_status_t check_and_build(checker_t *k, ir_module_t **out_module, fe_job_t *out_job) {
-  const fe_config_t *c = k->c;
-  fe_job_t job;
-  memset(&job, 0, sizeof job);
-  static const char *const top[] = {"seed_everything", "trainer", "model", "optimizer", "data"};
-  const fe_node_t *sec[5] = {0};
-  const fe_node_t *root = c->root;
-  for (uint32_t i = 0; i < root->n; i++) {
-    size_t j = 0;
-    while (j < 5 && strcmp(root->keys[i], top[j]) != 0) j++;
-    if (j < 5) {
-      sec[j] = root->items[i];
-      continue;
-    }
-    char hint[512] = "";
-    const char *best = fe_closest(root->keys[i], top, 5);
-    if (best) snprintf(hint, sizeof hint, " (did you mean '%s'?)", best);
-    warn_key(k, root, i, "top-level key '%s' is not used by aidomm; ignored%s", root->keys[i],
-             hint);
-  }
-
-  if (sec[0]) AD_RETURN_IF_ERROR(parse_seed(sec[0], &job.seed));
-  AD_RETURN_IF_ERROR(parse_trainer(k, sec[1], &job));
-  fe_resolved_t model, optim, data;
-  AD_RETURN_IF_ERROR(resolve_class(k, "model", "model", sec[2], NULL, "optimizer", &model));
-  if (!model.cls->build)
-    return fe_error_at(sec[2], "model: class '%s' cannot be built", model.cls->class_path);
-  /* ModelGenerator tasks take their optimizer as model.init_args.optimizer (hence the users'
-   * `--model.optimizer.lr`); a top-level optimizer section is accepted too, not both. */
-  const fe_node_t *opt = sec[3];
-  const char *opt_path = "optimizer";
-  int64_t mi = fe_map_find(sec[2], "init_args");
-  const fe_node_t *minit = mi >= 0 ? sec[2]->items[mi] : NULL;
-  int64_t oi = fe_map_find(minit, "optimizer");
-  if (oi >= 0) {
-    if (opt) {
-      const char *tf;
-      int tl, tc;
-      fe_key_place(root, (uint32_t)fe_map_find(root, "optimizer"), &tf, &tl, &tc);
-      return fe_error_at_key(minit, (uint32_t)oi,
-                             "optimizer given twice: in model.init_args and at the top level "
-                             "(%s:%d:%d)",
-                             tf, tl, tc);
-    }
-    opt = minit->items[oi];
-    opt_path = "model.init_args.optimizer";
-  }
-  AD_RETURN_IF_ERROR(
-      resolve_class(k, "optimizer", opt_path, opt, "torch.optim.AdamW", NULL, &optim));
-  AD_RETURN_IF_ERROR(resolve_class(k, "data", "data", sec[4], NULL, NULL, &data));
-
-  job.lr = optim.args[ADAMW_LR].f;
-  job.beta1 = 0.9;
-  job.beta2 = 0.999;
-  if (optim.args[ADAMW_BETAS].list) {
-    const fe_node_t *b = optim.args[ADAMW_BETAS].list;
-    (void)fe_scalar_float(b->items[0], &job.beta1); /* validated by adamw_check */
-    (void)fe_scalar_float(b->items[1], &job.beta2);
-  }
-  job.eps = optim.args[ADAMW_EPS].f;
-  job.weight_decay = optim.args[ADAMW_WD].f;
-  job.batch_size = data.args[DATA_BATCH].i;
-  job.max_length = data.args[DATA_MAXLEN].i;
-
-  ir_module_t *m = ir_module_create();
-  ad_status_t st = build_module(c, &model, &job, m);
-  if (st) {
-    ir_module_free(m);
-    return st;
-  }
-  *out_module = m;
-  if (out_job) *out_job = job;
-  return AD_OK;
-}
-
 ad_status_t fe_build_module(const fe_config_t *c, ir_module_t **out_module, fe_job_t *out_job) {
   *out_module = NULL;
   if (!c || !c->root || c->root->kind != FE_NODE_MAP)
     return ad_status_make(AD_STATUS_INTERNAL, "fe_build_module: no config loaded");
-  checker_t k = {.c = c};
-  ad_status_t st = check_and_build(&k, out_module, out_job);
-  flush_warnings(&k);
+  fe_checker_t k;
+  fe_checker_init(&k, c);
+  fe_sections_t s;
+  fe_job_t job;
+  ad_status_t st = fe_check_sections(&k, &s, &job);
+  if (!st) {
+    ir_module_t *m = ir_module_create();
+    st = build_module(c, &s.model, &job, m);
+    if (st) {
+      ir_module_free(m);
+    } else {
+      /* Without a data max_length the backbones bound their own lengths: the job reports the
+       * longest (the plan's length bound must be positive). */
+      if (job.max_length <= 0)
+        for (uint32_t i = 0; i < m->nsymbols; i++)
+          if (strcmp(m->symbols[i].name, "B") != 0 && m->symbols[i].bound > job.max_length)
+            job.max_length = m->symbols[i].bound;
+      /* Only static lengths (Enformer's fixed window): the longest sequence input. */
+      const ir_graph_t *g = ir_module_find_program(m, "forward");
+      bool only_static = job.max_length <= 0;
+      for (uint32_t i = 0; only_static && g && i < g->nnodes; i++) {
+        const ir_node_t *n = &g->nodes[i];
+        if (n->op != IR_OP_INPUT || !n->noutputs) continue;
+        const ir_type_t *t = &g->values[n->output0].type;
+        int64_t len;
+        if (t->rank >= 2 && ir_dim_is_const(t->dims[1], &len) && len > job.max_length)
+          job.max_length = len;
+      }
+
+      *out_module = m;
+      if (out_job) *out_job = job;
+    }
+  }
+  fe_checker_flush(&k);
   return st;
 }

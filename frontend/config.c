@@ -16,7 +16,7 @@
 #include <sys/stat.h>
 #include <yaml.h>
 
-#include "frontend/fe_internal.h"
+#include "frontend/fe_check.h"
 
 #define FE_MAX_FILE_BYTES (16u << 20)
 #define FE_MAX_NODES 1000000u
@@ -91,7 +91,7 @@ ad_status_t fe_error_at(const fe_node_t *n, const char *fmt, ...) {
 
 void fe_key_place(const fe_node_t *map, uint32_t i, const char **file, int *line, int *col) {
   if (map->key_line[i] > 0) {
-    *file = map->file;
+    *file = map->key_file && map->key_file[i] ? map->key_file[i] : map->file;
     *line = map->key_line[i];
     *col = map->key_col[i];
   } else { /* created by an override: key_col holds the override's position */
@@ -282,6 +282,11 @@ static void container_push(ad_arena_t *a, fe_node_t *c, uint32_t *cap, const cha
       c->keys = keys;
       c->key_line = kline;
       c->key_col = kcol;
+      if (c->key_file) {
+        const char **kfile = ad_arena_alloc(a, sizeof *kfile * ncap);
+        if (c->n) memcpy(kfile, c->key_file, sizeof *kfile * c->n);
+        c->key_file = kfile;
+      }
     }
     *cap = ncap;
   }
@@ -289,6 +294,7 @@ static void container_push(ad_arena_t *a, fe_node_t *c, uint32_t *cap, const cha
     c->keys[c->n] = key;
     c->key_line[c->n] = kl;
     c->key_col[c->n] = kc;
+    if (c->key_file) c->key_file[c->n] = c->file;
   }
   c->items[c->n++] = item;
 }
@@ -551,6 +557,61 @@ static int prefix_len(const char *p, const char *const *segs, int k) {
   return k > 0 ? (int)(segs[k - 1] + strlen(segs[k - 1]) - p) : 0;
 }
 
+/* `--x.class_path NEW` on a node holding another class: as jsonargparse, the init_args the new
+ * class also takes are kept and the others dropped (they belonged to the old class). Unknown
+ * new classes keep everything, so the checker reports the class at its place. */
+static void keep_init_args_of(ad_arena_t *a, fe_node_t *node, const fe_node_t *cp) {
+  int64_t ci = fe_map_find(node, "class_path"), ii = fe_map_find(node, "init_args");
+  if (ci < 0 || ii < 0 || cp->kind != FE_NODE_SCALAR) return;
+  const fe_node_t *old = node->items[ci];
+  fe_node_t *init = node->items[ii];
+  const fe_class_t *cls = fe_find_class(cp->scalar);
+  if (!cls || init->kind != FE_NODE_MAP || old->kind != FE_NODE_SCALAR ||
+      fe_find_class(old->scalar) == cls)
+    return;
+  fe_node_t *kept = ad_arena_alloc(a, sizeof *kept);
+  *kept = *init;
+  kept->n = 0;
+  uint32_t cap = 0;
+  kept->keys = NULL;
+  kept->items = NULL;
+  kept->key_line = kept->key_col = NULL;
+  kept->key_file = NULL;
+  for (uint32_t i = 0; i < init->n; i++)
+    if (fe_class_arg_index(cls, init->keys[i]) >= 0) {
+      const char *f;
+      int l, c;
+      fe_key_place(init, i, &f, &l, &c);
+      container_push(a, kept, &cap, init->keys[i], init->key_line[i], init->key_col[i],
+                     init->items[i]);
+      if (init->key_file) {
+        if (!kept->key_file) {
+          kept->key_file = ad_arena_alloc(a, sizeof *kept->key_file * cap);
+          for (uint32_t j = 0; j < kept->n; j++) kept->key_file[j] = init->file;
+        }
+        kept->key_file[kept->n - 1] = f;
+      }
+    }
+  node->items[ii] = kept;
+}
+
+/* "MLPAdapter", "modelgenerator.adapters.MLPAdapter": a dotted identifier starting with a
+ * letter (numbers, paths and free text are not class names). */
+static bool is_class_name(const char *s) {
+  if (!((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= 'A' && s[0] <= 'Z'))) return false;
+  for (const char *p = s; *p; p++)
+    if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+          *p == '_' || *p == '.'))
+      return false;
+  /* Only registered classes: anything else stays a scalar, with the usual error. */
+  if (fe_find_class(s)) return true;
+  for (size_t i = 0; i < fe_class_count(); i++) {
+    const char *dot = strrchr(fe_class_at(i)->class_path, '.');
+    if (dot && strcmp(dot + 1, s) == 0) return true;
+  }
+  return false;
+}
+
 static ad_status_t apply_override(fe_config_t *c, const char *arg, const char *path, size_t pathlen,
                                   const char *value, int argpos) {
   ad_arena_t *a = &c->arena;
@@ -643,6 +704,7 @@ static ad_status_t apply_override(fe_config_t *c, const char *arg, const char *p
       continue;
     }
     if (last) {
+      if (i >= 0 && strcmp(seg, "class_path") == 0) keep_init_args_of(a, cur, val);
       if (i < 0)
         map_append(a, cur, seg, argpos, val);
       else
@@ -656,6 +718,15 @@ static ad_status_t apply_override(fe_config_t *c, const char *arg, const char *p
                is_null_text(cur->items[i]->scalar)) {
       /* null means "nothing here yet": a nested key fills it in. */
       cur->items[i] = cmdline_node(a, FE_NODE_MAP, argpos);
+    } else if (strcmp(seg, "class_path") != 0 && cur->items[i]->kind == FE_NODE_SCALAR &&
+               !cur->items[i]->quoted && is_class_name(cur->items[i]->scalar)) {
+      /* A class given by name (`--model.adapter MLPPoolAdapter`, `adapter: MLPAdapter`) takes
+       * init_args overrides after it, as in jsonargparse. */
+      fe_node_t *m = cmdline_node(a, FE_NODE_MAP, argpos);
+      map_append(a, m, "class_path", cur->items[i]->col, cur->items[i]);
+      m->key_line[0] = cur->items[i]->line;
+      m->file = cur->items[i]->file;
+      cur->items[i] = m;
     }
     cur = cur->items[i];
   }
@@ -690,10 +761,44 @@ static ad_status_t apply_overrides(fe_config_t *c, int n, char *const *args) {
   return AD_OK;
 }
 
-/* ---- public: load, free, get -------------------------------------------------------------- */
-ad_status_t fe_config_load(const char *path, int noverrides, char *const *overrides,
-                           fe_config_t **out) {
-  *out = NULL;
+/* ---- merging (repeated --config) --------------------------------------------------------- */
+static const char *class_path_of(const fe_node_t *n) {
+  int64_t i = fe_map_find(n, "class_path");
+  if (i < 0 || n->items[i]->kind != FE_NODE_SCALAR) return NULL;
+  return n->items[i]->scalar;
+}
+
+/* Later files override earlier ones as in jsonargparse: maps merge key by key; anything else,
+ * and a class whose class_path changes, is replaced whole. */
+static void merge_into(ad_arena_t *a, fe_node_t *dst, const fe_node_t *src) {
+  for (uint32_t i = 0; i < src->n; i++) {
+    const char *sf;
+    int sl, sc;
+    fe_key_place(src, i, &sf, &sl, &sc);
+    int64_t j = fe_map_find(dst, src->keys[i]);
+    fe_node_t *sv = src->items[i];
+    if (j < 0) {
+      if (!dst->key_file) {
+        dst->key_file = ad_arena_alloc(a, sizeof *dst->key_file * (dst->n ? dst->n : 1));
+        for (uint32_t k = 0; k < dst->n; k++) dst->key_file[k] = dst->file;
+      }
+      uint32_t cap = dst->n;
+      container_push(a, dst, &cap, src->keys[i], sl, sc, sv);
+      dst->key_file[dst->n - 1] = sf;
+      continue;
+    }
+    fe_node_t *dv = dst->items[j];
+    const char *dcp = dv->kind == FE_NODE_MAP ? class_path_of(dv) : NULL;
+    const char *scp = sv->kind == FE_NODE_MAP ? class_path_of(sv) : NULL;
+    if (dv->kind == FE_NODE_MAP && sv->kind == FE_NODE_MAP && !(dcp && scp && strcmp(dcp, scp)))
+      merge_into(a, dv, sv);
+    else
+      dst->items[j] = sv;
+  }
+}
+
+/* Reads and parses one config file into the arena. */
+static ad_status_t load_tree(ad_arena_t *arena, const char *path, fe_node_t **out) {
   FILE *f = fopen(path, "rb");
   if (!f)
     return ad_status_make(AD_STATUS_INVALID_ARGUMENT, "cannot open config '%s': %s", path,
@@ -723,40 +828,54 @@ ad_status_t fe_config_load(const char *path, int noverrides, char *const *overri
     return ad_status_make(AD_STATUS_IO, "cannot read config '%s'", path);
   }
   text[len] = 0;
-
-  fe_config_t *c = calloc(1, sizeof *c);
-  if (!c) {
-    free(text);
-    return ad_status_make(AD_STATUS_RESOURCE, "out of memory loading '%s'", path);
-  }
-  ad_arena_init(&c->arena, 0);
-  c->path = ad_arena_strdup(&c->arena, path);
-  c->warn_stream = stderr;
+  const char *file = ad_arena_strdup(arena, path);
   yl_error_t e = {0};
   fe_node_t *root = NULL;
-  bool ok = parse_yaml(&c->arena, c->path, text, len, &root, &e);
+  bool ok = parse_yaml(arena, file, text, len, &root, &e);
   free(text);
-  if (!ok) {
-    ad_status_t st = fe_status_at(AD_STATUS_INVALID_ARGUMENT, c->path, e.line, e.col, "%s", e.msg);
-    fe_config_free(c);
-    return st;
+  if (!ok) return fe_status_at(AD_STATUS_INVALID_ARGUMENT, file, e.line, e.col, "%s", e.msg);
+  if (root->kind != FE_NODE_MAP)
+    return fe_status_at(AD_STATUS_INVALID_ARGUMENT, file, root->line, root->col,
+                        "a config is a mapping of top-level keys (seed_everything, "
+                        "trainer, model, ...), not %s",
+                        fe_node_kind_name(root));
+  *out = root;
+  return AD_OK;
+}
+
+/* ---- public: load, free, get -------------------------------------------------------------- */
+ad_status_t fe_config_load_files(int npaths, const char *const *paths, int noverrides,
+                                 char *const *overrides, fe_config_t **out) {
+  *out = NULL;
+  if (npaths < 1)
+    return ad_status_make(AD_STATUS_INVALID_ARGUMENT, "no config file given");
+  fe_config_t *c = calloc(1, sizeof *c);
+  if (!c) return ad_status_make(AD_STATUS_RESOURCE, "out of memory loading '%s'", paths[0]);
+  ad_arena_init(&c->arena, 0);
+  c->path = ad_arena_strdup(&c->arena, paths[0]);
+  c->warn_stream = stderr;
+  ad_status_t st = AD_OK;
+  for (int i = 0; i < npaths && !st; i++) {
+    fe_node_t *root = NULL;
+    st = load_tree(&c->arena, paths[i], &root);
+    if (st) break;
+    if (!c->root)
+      c->root = root;
+    else
+      merge_into(&c->arena, c->root, root);
   }
-  if (root->kind != FE_NODE_MAP) {
-    ad_status_t st = fe_status_at(AD_STATUS_INVALID_ARGUMENT, c->path, root->line, root->col,
-                                  "a config is a mapping of top-level keys (seed_everything, "
-                                  "trainer, model, ...), not %s",
-                                  fe_node_kind_name(root));
-    fe_config_free(c);
-    return st;
-  }
-  c->root = root;
-  ad_status_t st = apply_overrides(c, noverrides, overrides);
+  if (!st) st = apply_overrides(c, noverrides, overrides);
   if (st) {
     fe_config_free(c);
     return st;
   }
   *out = c;
   return AD_OK;
+}
+
+ad_status_t fe_config_load(const char *path, int noverrides, char *const *overrides,
+                           fe_config_t **out) {
+  return fe_config_load_files(1, &path, noverrides, overrides, out);
 }
 
 void fe_config_free(fe_config_t *c) {
@@ -955,10 +1074,45 @@ static void emit_block(ad_buf_t *out, const fe_node_t *n, int indent, bool inlin
   }
 }
 
-void fe_config_emit_yaml(const fe_config_t *c, ad_buf_t *out) {
-  if (!c || !c->root || c->root->n == 0) {
+void fe_node_emit_yaml(const fe_node_t *root, ad_buf_t *out) {
+  if (!root || root->kind != FE_NODE_MAP || root->n == 0) {
     ad_buf_append(out, "{}\n", 3);
     return;
   }
-  emit_block(out, c->root, 0, false);
+  emit_block(out, root, 0, false);
+}
+
+void fe_config_emit_yaml(const fe_config_t *c, ad_buf_t *out) {
+  fe_node_emit_yaml(c ? c->root : NULL, out);
+}
+
+/* ---- building trees (--print_config) -------------------------------------------------------- */
+fe_node_t *fe_node_new_map(ad_arena_t *a) {
+  fe_node_t *n = ad_arena_alloc(a, sizeof *n);
+  memset(n, 0, sizeof *n);
+  n->kind = FE_NODE_MAP;
+  n->file = "<resolved>";
+  return n;
+}
+
+fe_node_t *fe_node_new_scalar(ad_arena_t *a, const char *text, bool quoted) {
+  fe_node_t *n = ad_arena_alloc(a, sizeof *n);
+  memset(n, 0, sizeof *n);
+  n->kind = FE_NODE_SCALAR;
+  n->file = "<resolved>";
+  n->scalar = ad_arena_strdup(a, text);
+  n->quoted = quoted;
+  return n;
+}
+
+void fe_node_map_put(ad_arena_t *a, fe_node_t *map, const char *key, fe_node_t *value) {
+  uint32_t cap = map->n;
+  container_push(a, map, &cap, ad_arena_strdup(a, key), 0, 0, value);
+}
+
+fe_node_t *fe_node_parse_text(ad_arena_t *a, const char *text) {
+  yl_error_t e = {0};
+  fe_node_t *n = NULL;
+  if (!parse_yaml(a, "<default>", (const uint8_t *)text, strlen(text), &n, &e)) return NULL;
+  return n;
 }

@@ -54,6 +54,8 @@ typedef enum fe_arg_type {
   FE_ARG_CLASS, /* a nested {class_path, init_args} object (or a bare class_path string);
                    fe_arg_spec_t.kind says which kind of class is acceptable */
   FE_ARG_MAP,   /* a free-form map (config_overwrites, rename_cols) */
+  FE_ARG_ANY,   /* any YAML value (unions such as `str | list[str]`); the class's check
+                   validates it; fe_arg_value_t.list holds the node */
 } fe_arg_type_t;
 
 /* What a class is for; nested FE_ARG_CLASS arguments accept one kind. */
@@ -75,6 +77,11 @@ enum {
   FE_ARG_PROB = 1u << 3,     /* in [0, 1) */
   FE_ARG_NULLABLE = 1u << 4, /* null accepted (value then counts as absent) */
   FE_ARG_IGNORED = 1u << 5,  /* accepted for compatibility; a non-default value is warned about */
+  /* Key classes (fe_key_class) where the argument differs from its class kind's default
+   * (model components and optimizers: compile-time; schedulers, data, callbacks: runtime). */
+  FE_ARG_KEY_COMPILE = 1u << 6,
+  FE_ARG_KEY_BOUND = 1u << 7,
+  FE_ARG_KEY_RUNTIME = 1u << 8,
 };
 
 typedef struct fe_arg_spec {
@@ -157,6 +164,8 @@ typedef struct fe_component_ctx {
   const char *prefix;         /* parameter/node path prefix: "backbone", "adapter.fusion_module" */
   const struct fe_class *cls;
   const fe_arg_value_t *args; /* indexed like cls->args */
+  int64_t dna_window;         /* data.dna_window when the task passes one to a DNA backbone: its
+                                 static input length (0: the backbone's max_length) */
 } fe_component_ctx_t;
 
 /* Backbones: the embedding size (needed before the fusion/adapter widths are known) and the
@@ -196,7 +205,35 @@ const fe_class_t *fe_class_at(size_t i);
 
 /* Classes (one file each; listed in frontend/registry.c). */
 extern const fe_class_t fe_class_tiny_transformer;
+extern const fe_class_t fe_class_esm2_8m;
+extern const fe_class_t fe_class_esm2_35m;
+extern const fe_class_t fe_class_esm2_150m;
+extern const fe_class_t fe_class_esm2_650m;
+extern const fe_class_t fe_class_aido_rna_650m;
+extern const fe_class_t fe_class_aido_rna_1b600m;
+extern const fe_class_t fe_class_aido_rna_1b600m_cds;
 extern const fe_class_t fe_class_adamw;
 extern const fe_class_t fe_class_synthetic_data;
+extern const fe_class_t fe_class_cross_attention_fusion;
+extern const fe_class_t fe_class_concat_fusion;
+extern const fe_class_t fe_class_mm_fusion_seq_adapter;
+extern const fe_class_t fe_class_mm_fusion_token_adapter;
+extern const fe_class_t fe_class_mlp_adapter;
+extern const fe_class_t fe_class_mlp_pool_adapter;
+extern const fe_class_t fe_class_linear_adapter;
+extern const fe_class_t fe_class_linear_cls_adapter;
+extern const fe_class_t fe_class_linear_mean_pool_adapter;
+extern const fe_class_t fe_class_linear_max_pool_adapter;
+extern const fe_class_t fe_class_mm_sequence_regression;
+extern const fe_class_t fe_class_sequence_regression;
+extern const fe_class_t fe_class_enformer;
+extern const fe_class_t fe_class_isoform_expression;
+extern const fe_class_t fe_class_cosine_with_warmup;
+extern const fe_class_t fe_class_model_checkpoint;
+extern const fe_class_t fe_class_lr_monitor;
+extern const fe_class_t fe_class_wandb_logger;
+extern const fe_class_t fe_class_csv_logger;
+extern const fe_class_t fe_class_tensorboard_logger;
+extern const fe_class_t fe_class_ddp_strategy;
 
 #endif

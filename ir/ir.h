@@ -161,6 +161,7 @@ enum {
   IR_SLOT_UNUSED = 1u << 2,     /* the forward never reads it (ESM pooler, Enformer heads) */
   IR_SLOT_BUFFER = 1u << 3,     /* non-parameter model state (BatchNorm running stats) */
   IR_SLOT_OPTIM = 1u << 4,      /* optimizer state (AdamW moments, step) */
+  IR_SLOT_NOSAVE = 1u << 5,     /* left out of checkpoints (ModelGenerator save_peft_only) */
 };
 
 typedef struct ir_state_slot {

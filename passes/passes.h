@@ -14,6 +14,32 @@ ad_status_t pass_constfold(ir_graph_t **g); /* folds CONST-only subgraphs, never
 ad_status_t pass_autodiff(ir_graph_t *g, uint32_t loss, const uint32_t *wrt, uint32_t nwrt,
                           uint32_t *out_grads);
 
+/* LoRA (PEFT 0.13.2 semantics; passes/lora.c): every LINEAR of g whose weight is the slot
+ * "<prefix>.encoder.base_model.model.<module>.weight", with <module> equal to a target or ending
+ * in ".<target>", becomes
+ *   base_layer(x) + (alpha / r) * lora_B(lora_A(dropout_p(x)))
+ * with its weight/bias slots renamed "<module>.base_layer.weight/bias" and new trainable slots
+ * "<module>.lora_A.default.weight" [r, in] (kaiming-uniform a = sqrt(5)) and
+ * "<module>.lora_B.default.weight" [out, r] (zeros); every other parameter under
+ * "<prefix>.encoder." loses IR_SLOT_TRAINABLE (PEFT freezes the base). g is rewritten in place
+ * (same pointer). Values produced before the first rewritten layer keep their ids; the caller's
+ * other held ids, values[0..nvalues), are updated. No match at all is an error, as in PEFT. */
+typedef struct pass_lora_options {
+  const char *prefix;          /* "backbone1" */
+  const char *const *targets;  /* module names ("query", "value") */
+  uint32_t ntargets;
+  int64_t r;
+  double alpha;
+  double dropout;              /* lora_dropout: a DROPOUT node on the LoRA input when > 0 */
+} pass_lora_options_t;
+ad_status_t pass_lora(ir_module_t *m, ir_graph_t *g, const pass_lora_options_t *o,
+                      uint32_t *values, uint32_t nvalues, uint32_t *nreplaced);
+
+/* Freezing (passes/freeze.c): clears IR_SLOT_TRAINABLE on the parameter slots "<prefix>" and
+ * "<prefix>.*"; *nfrozen (may be NULL) = how many were trainable. No slot under prefix is an
+ * error. Order: builder -> lora -> freeze -> autodiff. */
+ad_status_t pass_freeze(ir_module_t *m, const char *prefix, uint32_t *nfrozen);
+
 /* Job lowering: from the module's "forward" program builds
  *   "train_step": forward + backward + AdamW into state (params, moments, step counter),
  *                 outputs "loss", and for tests/grad checks "grad:<slot>" outputs when asked;

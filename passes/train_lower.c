@@ -1,7 +1,9 @@
 /* Contract: builds "train_step" (forward+backward+AdamW) and "eval" from "forward" (kept). */
 /* train_step: autodiff of the "loss" output w.r.t. every read of a trainable parameter, one
  * AdamW node per parameter written back through state_out, dead backward nodes removed;
- * eval: the forward with dropout bypassed and no state writes. */
+ * eval: the forward with dropout bypassed, BatchNorm on its running statistics (training=0) and
+ * no state writes (so no running-stat or num_batches_tracked updates). Their producers stay,
+ * dead, so that the eval program keeps every input and scalar the forward declares. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,8 +19,37 @@ static const ir_node_t *find_node(const ir_graph_t *g, ir_op_t op, const char *n
   return NULL;
 }
 
-/* Clones every node of src into dst (dropouts bypassed and state writes dropped when eval).
- * map receives src value -> dst value. */
+/* n with its "training" attribute set to 0, for module.eval(): BatchNorm then normalises with
+ * the running statistics, which it passes through unchanged. */
+static ad_status_t clone_batchnorm_eval(ir_graph_t *dst, const ir_node_t *n, const uint32_t *ins,
+                                        uint32_t *v0) {
+  ir_attr_t attrs[8]; /* batchnorm has eps, momentum, training */
+  if (n->nattrs >= sizeof attrs / sizeof attrs[0])
+    return ad_status_make(AD_STATUS_INTERNAL, "batchnorm node '%s' has %u attributes", n->name,
+                          n->nattrs);
+  uint32_t na = 0;
+  bool seen = false;
+  for (uint32_t i = 0; i < n->nattrs; i++) {
+    attrs[na] = n->attrs[i];
+    if (strcmp(attrs[na].key, "training") == 0) {
+      attrs[na] = IR_ATTR_I("training", 0);
+      seen = true;
+    }
+    na++;
+  }
+  if (!seen) attrs[na++] = IR_ATTR_I("training", 0);
+  ir_node_desc_t d = {.op = n->op,
+                      .name = n->name,
+                      .inputs = ins,
+                      .ninputs = n->ninputs,
+                      .attrs = attrs,
+                      .nattrs = na};
+  *v0 = ir_build(dst, &d);
+  return AD_OK;
+}
+
+/* Clones every node of src into dst (dropouts bypassed, BatchNorm switched to its running
+ * statistics and state writes dropped when eval). map receives src value -> dst value. */
 static ad_status_t clone_program(ir_graph_t *dst, const ir_graph_t *src, bool eval,
                                  uint32_t *map) {
   pass_ids_t ins = {0};
@@ -39,8 +70,12 @@ static ad_status_t clone_program(ir_graph_t *dst, const ir_graph_t *src, bool ev
     }
     st = pass_map_inputs(src, n, map, &ins);
     if (st) break;
-    uint32_t v0 = ir_clone_node(dst, src, n, ins.v);
-    if (dst->error) break;
+    uint32_t v0 = IR_NONE;
+    if (eval && n->op == IR_OP_BATCHNORM)
+      st = clone_batchnorm_eval(dst, n, ins.v, &v0);
+    else
+      v0 = ir_clone_node(dst, src, n, ins.v);
+    if (st || dst->error) break;
     for (uint32_t o = 0; o < n->noutputs; o++) map[n->output0 + o] = v0 + o;
   }
   pass_ids_free(&ins);

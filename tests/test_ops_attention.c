@@ -458,6 +458,104 @@ START_TEST(test_infer_and_vjp_rule) {
 }
 END_TEST
 
+/* ---- mask modes: inference checks them and the VJP hands them to attention_bwd ------------ */
+
+START_TEST(test_mask_modes_infer_and_vjp) {
+  gfix_t f = gfix_make();
+  uint32_t q = input(&f, "q", 4, (int[]){-1, 2, -2, 8});
+  uint32_t k = input(&f, "k", 4, (int[]){-1, 2, -3, 8});
+  uint32_t v = input(&f, "v", 4, (int[]){-1, 2, -3, 6});
+  uint32_t pair = input(&f, "pair", 4, (int[]){-1, 1, -2, -3});
+  ir_attr_t bad_mode[2] = {IR_ATTR_S("mask_mode", "multiply"), IR_ATTR_F("scale", 0.25)};
+  ir_attr_t fill_nomask[2] = {IR_ATTR_S("mask_mode", "fill"), IR_ATTR_F("scale", 0.25)};
+  ir_attr_t bad_fill[3] = {IR_ATTR_F("fill", INFINITY), IR_ATTR_S("mask_mode", "fill"),
+                           IR_ATTR_F("scale", 0.25)};
+  expect_error(&f, IR_OP_ATTENTION, (uint32_t[]){q, k, v, pair}, 4, bad_mode, 2, "mask_mode");
+  expect_error(&f, IR_OP_ATTENTION, (uint32_t[]){q, k, v}, 3, fill_nomask, 2, "needs a mask");
+  expect_error(&f, IR_OP_ATTENTION, (uint32_t[]){q, k, v, pair}, 4, bad_fill, 3, "fill");
+
+  static const char *const modes[2] = {"fill", "add_zero"};
+  for (int mi = 0; mi < 2; mi++) {
+    ir_attr_t attrs[3] = {IR_ATTR_F("fill", -5e20), IR_ATTR_S("mask_mode", modes[mi]),
+                          IR_ATTR_F("scale", 0.25)};
+    uint32_t o = emit(f.g, IR_OP_ATTENTION, (uint32_t[]){q, k, v, pair}, 4, attrs, 3);
+    ck_assert_uint_ne(o, IR_NONE);
+    uint32_t dO = input(&f, mi ? "dO_add_zero" : "dO_fill", 4, (int[]){-1, 2, -2, 6});
+    ir_vjp_ctx_t c = {.g = f.g, .node = *ir_value_producer(f.g, o)};
+    uint32_t out_grads[3] = {dO, IR_NONE, IR_NONE};
+    uint32_t in_grads[4] = {IR_NONE, IR_NONE, IR_NONE, IR_NONE};
+    c.out_grads = out_grads;
+    c.in_grads = in_grads;
+    ck_assert_ptr_null(ir_op_info(IR_OP_ATTENTION)->vjp(&c));
+    ck_assert_ptr_null(f.g->error);
+    const ir_node_t *bwd = ir_value_producer(f.g, in_grads[0]);
+    ck_assert_int_eq(bwd->op, IR_OP_ATTENTION_BWD);
+    ck_assert_str_eq(ir_node_attr_string(bwd, "mask_mode", ""), modes[mi]);
+    ck_assert_double_eq(ir_node_attr_float(bwd, "fill", 0), -5e20);
+    ck_assert_uint_eq(in_grads[3], IR_NONE);
+  }
+  /* the default convention adds no attributes to the backward */
+  ir_attr_t plain[1] = {IR_ATTR_F("scale", 0.25)};
+  uint32_t o = emit(f.g, IR_OP_ATTENTION, (uint32_t[]){q, k, v, pair}, 4, plain, 1);
+  uint32_t dO = input(&f, "dO_add", 4, (int[]){-1, 2, -2, 6});
+  ir_vjp_ctx_t c = {.g = f.g, .node = *ir_value_producer(f.g, o)};
+  uint32_t out_grads[3] = {dO, IR_NONE, IR_NONE};
+  uint32_t in_grads[4] = {IR_NONE, IR_NONE, IR_NONE, IR_NONE};
+  c.out_grads = out_grads;
+  c.in_grads = in_grads;
+  ck_assert_ptr_null(ir_op_info(IR_OP_ATTENTION)->vjp(&c));
+  const ir_node_t *bwd = ir_value_producer(f.g, in_grads[0]);
+  ck_assert_ptr_null(ir_node_attr(bwd, "mask_mode"));
+  ck_assert_ptr_null(ir_node_attr(bwd, "fill"));
+  ck_assert_uint_eq(bwd->nattrs, 2);
+  ir_module_free(f.m);
+}
+END_TEST
+
+/* ---- add_zero zeroes masked probabilities, fill uses the fill rounded to the dtype -------- */
+
+START_TEST(test_mask_modes_kernels) {
+  for (int di = 0; di < 2; di++) {
+    ir_dtype_t dt = k_dtypes[di];
+    enum { LQ = 3, LK = 4, D = 2, DV = 2 };
+    ir_tensor_t in[4] = {tensor(dt, 4, (int64_t[]){1, 1, LQ, D}),
+                         tensor(dt, 4, (int64_t[]){1, 1, LK, D}),
+                         tensor(dt, 4, (int64_t[]){1, 1, LK, DV}),
+                         tensor(dt, 4, (int64_t[]){1, 1, LQ, LK})};
+    for (int i = 0; i < 3; i++) fill_random(&in[i], 1.0);
+    /* row 0: keys 2, 3 masked; row 1: all masked; row 2: none */
+    for (int j = 0; j < LK; j++) {
+      set(&in[3], 0 * LK + j, j >= 2 ? finfo_min(dt) : 0.0);
+      set(&in[3], 1 * LK + j, finfo_min(dt));
+    }
+    ir_tensor_t out[3] = {tensor(dt, 4, (int64_t[]){1, 1, LQ, DV}),
+                          tensor(dt, 3, (int64_t[]){1, 1, LQ}),
+                          tensor(dt, 3, (int64_t[]){1, 1, LQ})};
+    ir_attr_t za[2] = {IR_ATTR_S("mask_mode", "add_zero"), IR_ATTR_F("scale", 0.5)};
+    run_kernel(IR_OP_ATTENTION, za, 2, in, 4, out, 3, NULL);
+    for (int e = 0; e < DV; e++) ck_assert(get(&out[0], 1 * DV + e) == 0.0); /* zeroed row */
+    ck_assert_double_eq(get(&out[2], 1), (double)LK); /* l still counts every key */
+    ck_assert_double_ne(get(&out[0], 0), 0.0);
+
+    /* fill: the same row pattern as a 0/1 mask; the fully masked row's m is the fill as
+     * stored in the dtype (-1e30 rounded to float for f32) */
+    for (int i = 0; i < LQ * LK; i++) set(&in[3], i, get(&in[3], i) < 0 ? 0.0 : 1.0);
+    ir_attr_t fa[2] = {IR_ATTR_S("mask_mode", "fill"), IR_ATTR_F("scale", 0.5)};
+    run_kernel(IR_OP_ATTENTION, fa, 2, in, 4, out, 3, NULL);
+    double want_fill = dt == IR_DTYPE_F32 ? (double)(float)-1e30 : -1e30;
+    ck_assert_double_eq(get(&out[1], 1), want_fill);
+    ck_assert_double_eq(get(&out[2], 1), (double)LK);
+    for (int e = 0; e < DV; e++) { /* uniform over the keys */
+      double mean = 0;
+      for (int j = 0; j < LK; j++) mean += get(&in[2], j * DV + e) / LK;
+      ck_assert_double_le(fabs(get(&out[0], 1 * DV + e) - mean), 1e-6);
+    }
+    free_tensors(in, 4);
+    free_tensors(out, 3);
+  }
+}
+END_TEST
+
 static Suite *attention_suite(void) {
   Suite *s = suite_create("ops_attention");
   TCase *tc = tcase_create("attention");
@@ -467,6 +565,8 @@ static Suite *attention_suite(void) {
   tcase_add_test(tc, test_padding_invariance);
   tcase_add_test(tc, test_rotary_inverse_and_inplace);
   tcase_add_test(tc, test_infer_and_vjp_rule);
+  tcase_add_test(tc, test_mask_modes_infer_and_vjp);
+  tcase_add_test(tc, test_mask_modes_kernels);
   suite_add_tcase(s, tc);
   return s;
 }

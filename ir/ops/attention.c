@@ -12,7 +12,22 @@
  * when exact zeros are appended: a key that the mask removes contributes exp(finfo.min - m) = 0
  * to l and 0 * v to O, so the valid rows of a sample padded to the batch's longest one are
  * bit-identical to the same sample run alone. Work is split over independent rows (forward)
- * or (batch, head) pairs (backward), so results do not depend on the thread count. */
+ * or (batch, head) pairs (backward), so results do not depend on the thread count.
+ *
+ * Mask conventions (attribute "mask_mode" of ATTENTION and ATTENTION_BWD; the peers differ):
+ *   "add"      (default; ESM, Enformer) S = scale*qk^T + mask, the mask additive (0 or
+ *              finfo.min), P = softmax(S).
+ *   "fill"     (ModelGenerator's fusion MultiHeadAttention) S = where(mask > 0.5, scale*qk^T,
+ *              fill) with a multiplicative 0/1 pair mask and attribute "fill" (default -1e30,
+ *              rounded to the tensor dtype as torch.where rounds the Python scalar); masked
+ *              scores are constants, so no gradient reaches q or k through them. A fully masked
+ *              (padded) query row is uniform over the keys, as in the peer.
+ *   "add_zero" (RNABert / AIDO.RNA) S as for "add", then P[i,j] = 0 where mask[i,j] < -1e-5
+ *              (the threshold rounded to the mask dtype, as torch compares); a fully masked row
+ *              outputs 0. Its backward is torch's: softmax's backward uses the unzeroed P, and
+ *              dP is zero on the zeroed entries.
+ * In every mode m is the row max of S and l = sum_j exp(S_ij - m) over all keys (masked ones
+ * included), i.e. the statistics of softmax(S) before any zeroing; O is the zeroed P times V. */
 #include <math.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -152,6 +167,80 @@ static ad_status_t attr_scale(const ir_graph_t *g, const ir_node_t *n, double *s
   return AD_OK;
 }
 
+typedef enum attn_mask_mode {
+  ATTN_MASK_ADD = 0,
+  ATTN_MASK_FILL,
+  ATTN_MASK_ADD_ZERO,
+} attn_mask_mode_t;
+
+/* The peer's fusion MultiHeadAttention fills masked scores with this literal. */
+#define ATTN_DEFAULT_FILL (-1e30)
+/* RNABert zeroes probabilities where its additive mask is below this. */
+#define ATTN_ZERO_THRESHOLD (-1e-5)
+
+static bool mask_mode_of(const ir_node_t *n, attn_mask_mode_t *mode) {
+  const char *s = ir_node_attr_string(n, "mask_mode", "add");
+  if (strcmp(s, "add") == 0)
+    *mode = ATTN_MASK_ADD;
+  else if (strcmp(s, "fill") == 0)
+    *mode = ATTN_MASK_FILL;
+  else if (strcmp(s, "add_zero") == 0)
+    *mode = ATTN_MASK_ADD_ZERO;
+  else
+    return false;
+  return true;
+}
+
+/* Checks mask_mode (a mask is needed unless it is "add") and fill; has_mask says whether the
+ * node has a mask input. */
+static ad_status_t check_mask_attrs(const ir_graph_t *g, const ir_node_t *n, bool has_mask) {
+  const ir_attr_t *a = ir_node_attr(n, "mask_mode");
+  attn_mask_mode_t mode;
+  if ((a && a->kind != IR_ATTR_STRING) || !mask_mode_of(n, &mode))
+    return ir_node_error(g, n, "attribute 'mask_mode' must be \"add\", \"fill\" or \"add_zero\"");
+  if (mode != ATTN_MASK_ADD && !has_mask)
+    return ir_node_error(g, n, "mask_mode \"%s\" needs a mask input",
+                         ir_node_attr_string(n, "mask_mode", "add"));
+  const ir_attr_t *f = ir_node_attr(n, "fill");
+  if (f && ((f->kind != IR_ATTR_FLOAT && f->kind != IR_ATTR_INT) ||
+            (f->kind == IR_ATTR_FLOAT && !isfinite(f->f))))
+    return ir_node_error(g, n, "attribute 'fill' must be a finite number");
+  return AD_OK;
+}
+
+/* How one kernel applies the mask: the mode, and fill / threshold rounded to the dtype the
+ * peer compares and fills in. */
+typedef struct attn_mask_rule {
+  attn_mask_mode_t mode;
+  double fill, zero_below;
+} attn_mask_rule_t;
+
+static attn_mask_rule_t mask_rule_of(const ir_node_t *n, ir_dtype_t dt) {
+  attn_mask_rule_t r = {ATTN_MASK_ADD, ATTN_DEFAULT_FILL, ATTN_ZERO_THRESHOLD};
+  (void)mask_mode_of(n, &r.mode); /* inference rejected anything else */
+  r.fill = ir_node_attr_float(n, "fill", ATTN_DEFAULT_FILL);
+  if (dt == IR_DTYPE_F32) {
+    r.fill = (double)(float)r.fill;
+    r.zero_below = (double)(float)r.zero_below;
+  }
+  return r;
+}
+
+/* The masked score from the scaled product qk (mask value mv; has: whether there is a mask). */
+static inline double masked_score(const attn_mask_rule_t *r, bool has, double qk, double mv) {
+  if (!has) return qk;
+  if (r->mode == ATTN_MASK_FILL) return mv > 0.5 ? qk : r->fill;
+  return qk + mv;
+}
+
+/* Whether the entry is a constant of the mask (no gradient to q, k) or zeroed after softmax. */
+static inline bool score_blocked(const attn_mask_rule_t *r, bool has, double mv) {
+  return has && r->mode == ATTN_MASK_FILL && !(mv > 0.5);
+}
+static inline bool prob_zeroed(const attn_mask_rule_t *r, bool has, double mv) {
+  return has && r->mode == ATTN_MASK_ADD_ZERO && mv < r->zero_below;
+}
+
 /* ================================ ROTARY ================================================ */
 
 static ad_status_t infer_rotary(const ir_graph_t *g, const ir_node_t *n, ir_type_t *out) {
@@ -282,6 +371,7 @@ static ad_status_t infer_attention(const ir_graph_t *g, const ir_node_t *n, ir_t
   ir_type_t o, ml, scores;
   attention_types(g, n, &o, &ml, &scores);
   if (n->ninputs == 4) AD_RETURN_IF_ERROR(check_mask(g, n, 3, &scores));
+  AD_RETURN_IF_ERROR(check_mask_attrs(g, n, n->ninputs == 4));
   out[0] = o;
   out[1] = ml;
   out[2] = ml;
@@ -307,6 +397,7 @@ typedef struct attn_fwd_ctx {
   const double *q, *k, *v; /* q: [B,H,Lq,d], k: [B,H,Lk,d], v: [B,H,Lk,dv] */
   const double *mask;      /* NULL or broadcast to [B,H,Lq,Lk] through mst */
   int64_t mst[4];
+  attn_mask_rule_t rule;
   const ir_tensor_t *o, *m, *l; /* o: [B,H,Lq,dv], m, l: [B,H,Lq] */
   atomic_int failed;
 } attn_fwd_ctx_t;
@@ -325,18 +416,20 @@ static void attn_fwd_rows(void *vctx, int64_t begin, int64_t end) {
     const double *qi = c->q + r * D.d;          /* [d] */
     const double *kh = c->k + bh * D.Lk * D.d;  /* [Lk, d] */
     const double *vh = c->v + bh * D.Lk * D.dv; /* [Lk, dv] */
+    const double *mrow = c->mask ? c->mask + b * c->mst[0] + h * c->mst[1] + i * c->mst[2] : NULL;
     double mx = -INFINITY;
     for (int64_t j = 0; j < D.Lk; j++) {
-      double s = c->scale * pw_dot(qi, 1, kh + j * D.d, 1, D.d);
-      /* The mask goes on after scaling, as in the peers; finfo.min swamps any score, so a
-       * fully masked row becomes constant and its softmax uniform, as torch's. */
-      if (c->mask) s += c->mask[b * c->mst[0] + h * c->mst[1] + i * c->mst[2] + j * c->mst[3]];
+      /* The mask goes on after scaling, as in the peers; finfo.min (or the fill) swamps any
+       * score, so a fully masked row becomes constant and its softmax uniform, as torch's. */
+      double qk = c->scale * pw_dot(qi, 1, kh + j * D.d, 1, D.d);
+      double s = masked_score(&c->rule, mrow != NULL, qk, mrow ? mrow[j * c->mst[3]] : 0.0);
       p[j] = s;
       if (j == 0 || s > mx) mx = s;
     }
     for (int64_t j = 0; j < D.Lk; j++) p[j] = exp(p[j] - mx);
     double l = pw_sum(p, D.Lk);
-    for (int64_t j = 0; j < D.Lk; j++) p[j] /= l;
+    for (int64_t j = 0; j < D.Lk; j++)
+      p[j] = prob_zeroed(&c->rule, mrow != NULL, mrow ? mrow[j * c->mst[3]] : 0.0) ? 0.0 : p[j] / l;
     for (int64_t e = 0; e < D.dv; e++) store(c->o, r * D.dv + e, pw_dot(p, 1, vh + e, D.dv, D.Lk));
     store(c->m, r, mx);
     store(c->l, r, l);
@@ -402,6 +495,7 @@ static ad_status_t kernel_attention(const ir_kernel_args_t *a) {
   c.k = views[1];
   c.v = views[2];
   c.mask = has_mask ? views[3] : NULL;
+  c.rule = mask_rule_of(a->node, a->in[0].dtype);
   int64_t grain = 1 + 4096 / (1 + D.Lk * (D.d + D.dv));
   ir_parallel_for(a->par, D.B * D.H * D.Lq, grain, attn_fwd_rows, &c);
   free_all(owned, 4);
@@ -420,9 +514,16 @@ static ad_status_t vjp_attention(ir_vjp_ctx_t *c) {
   ins[k++] = n->output0 + 1; /* m */
   ins[k++] = n->output0 + 2; /* l */
   ins[k++] = dO;
-  ir_attr_t attrs[2] = {IR_ATTR_I("has_mask", has_mask ? 1 : 0),
-                        IR_ATTR_F("scale", ir_node_attr_float(n, "scale", 1.0))};
-  uint32_t r = ir_emit(c->g, IR_OP_ATTENTION_BWD, ins, k, attrs, 2);
+  /* fill and mask_mode travel only when the forward has them, so graphs in the default
+   * additive convention keep their attribute set */
+  ir_attr_t attrs[4];
+  uint32_t na = 0;
+  const ir_attr_t *fill = ir_node_attr(n, "fill"), *mode = ir_node_attr(n, "mask_mode");
+  if (fill) attrs[na++] = *fill;
+  attrs[na++] = IR_ATTR_I("has_mask", has_mask ? 1 : 0);
+  if (mode) attrs[na++] = *mode;
+  attrs[na++] = IR_ATTR_F("scale", ir_node_attr_float(n, "scale", 1.0));
+  uint32_t r = ir_emit(c->g, IR_OP_ATTENTION_BWD, ins, k, attrs, na);
   if (r == IR_NONE) return AD_OK; /* the sticky error in g says why */
   c->in_grads[0] = r;
   c->in_grads[1] = r + 1;
@@ -455,6 +556,7 @@ static ad_status_t infer_attention_bwd(const ir_graph_t *g, const ir_node_t *n, 
   ir_type_t o, ml, scores;
   attention_types(g, n, &o, &ml, &scores);
   if (hm) AD_RETURN_IF_ERROR(check_mask(g, n, 3, &scores));
+  AD_RETURN_IF_ERROR(check_mask_attrs(g, n, hm != 0));
   static const char *const names[4] = {"O", "m", "l", "dO"};
   const ir_type_t *want[4] = {&o, &ml, &ml, &o};
   for (uint32_t i = 0; i < 4; i++) {
@@ -472,6 +574,7 @@ typedef struct attn_bwd_ctx {
   double scale;
   const double *q, *k, *v, *mask, *o, *m, *l, *dO; /* as in the forward; dO like O */
   int64_t mst[4];
+  attn_mask_rule_t rule;
   const ir_tensor_t *dq, *dk, *dv;
   atomic_int failed;
 } attn_bwd_ctx_t;
@@ -498,15 +601,21 @@ static void attn_bwd_heads(void *vctx, int64_t begin, int64_t end) {
     const double *dOh = c->dO + bh * D.Lq * D.dv;                /* [Lq, dv] */
     const double *mh = c->m + bh * D.Lq, *lh = c->l + bh * D.Lq; /* [Lq] */
     for (int64_t i = 0; i < D.Lq; i++) {
-      /* D_i = rowsum(dO * O) replaces rowsum(P * dP), as flash attention does */
+      /* D_i = rowsum(dO * O) replaces rowsum(P * dP), as flash attention does
+       * (O holds the zeroed P in add_zero mode; the zeroed entries have dP = 0, so the sum is
+       * the same). */
       double Di = pw_dot(dOh + i * D.dv, 1, oh + i * D.dv, 1, D.dv);
+      const double *mrow = c->mask ? c->mask + b * c->mst[0] + h * c->mst[1] + i * c->mst[2] : NULL;
       for (int64_t j = 0; j < D.Lk; j++) {
-        double s = c->scale * pw_dot(qh + i * D.d, 1, kh + j * D.d, 1, D.d);
-        if (c->mask) s += c->mask[b * c->mst[0] + h * c->mst[1] + i * c->mst[2] + j * c->mst[3]];
+        double mv = mrow ? mrow[j * c->mst[3]] : 0.0;
+        bool has = mrow != NULL;
+        double qk = c->scale * pw_dot(qh + i * D.d, 1, kh + j * D.d, 1, D.d);
+        double s = masked_score(&c->rule, has, qk, mv);
         double p = exp(s - mh[i]) / lh[i];
-        double dp = pw_dot(dOh + i * D.dv, 1, vh + j * D.dv, 1, D.dv);
-        P[i * D.Lk + j] = p;
-        dS[i * D.Lk + j] = p * (dp - Di);
+        bool zeroed = prob_zeroed(&c->rule, has, mv);
+        double dp = zeroed ? 0.0 : pw_dot(dOh + i * D.dv, 1, vh + j * D.dv, 1, D.dv);
+        P[i * D.Lk + j] = zeroed ? 0.0 : p; /* what multiplied V */
+        dS[i * D.Lk + j] = score_blocked(&c->rule, has, mv) ? 0.0 : p * (dp - Di);
       }
     }
     /* dq = scale * dS K */
@@ -568,6 +677,7 @@ static ad_status_t kernel_attention_bwd(const ir_kernel_args_t *a) {
   c.k = views[1];
   c.v = views[2];
   c.mask = has_mask ? views[3] : NULL;
+  c.rule = mask_rule_of(a->node, a->in[0].dtype);
   c.o = views[base];
   c.m = views[base + 1];
   c.l = views[base + 2];
@@ -606,7 +716,7 @@ void ir_ops_register_attention(ir_op_info_t *t) {
                                       .infer = infer_attention,
                                       .kernel = kernel_attention,
                                       .vjp = vjp_attention,
-                                      .nondiff_inputs = 1u << 3, /* the additive mask */
+                                      .nondiff_inputs = 1u << 3, /* the mask */
                                       .cost = cost_attention};
   t[IR_OP_ATTENTION_BWD] = (ir_op_info_t){.fusion = IR_FUSION_OPAQUE,
                                           .min_inputs = 7,

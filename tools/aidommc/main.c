@@ -24,11 +24,15 @@
 
 static const char g_usage[] =
     "usage: aidommc compile CONFIG -o PLAN [options] [--key.path VALUE ...]\n"
+    "       aidommc compile --config CONFIG [--config MORE ...] --print_config [--key.path VALUE ...]\n"
     "       aidommc inspect PLAN [--full]\n"
     "       aidommc --help | --version\n"
     "\n"
     "compile options:\n"
     "  -o, --output PLAN       where to write the plan (written atomically)\n"
+    "  --config FILE           a config file; repeat it to layer files (later ones override\n"
+    "                          earlier ones key by key, as mgen does); a bare CONFIG is the first\n"
+    "  --print_config          print the resolved config (every default filled in) and stop\n"
     "  --job KIND              fit (default), validate, test or predict\n"
     "  --print-before=PASS     print the IR to stdout before PASS runs (or 'all')\n"
     "  --print-after=PASS      print the IR to stdout after PASS runs (or 'all')\n"
@@ -90,13 +94,17 @@ typedef struct compile_args {
   const char *config, *output, *print_before, *print_after;
   plan_job_kind_t job;
   int reuse;
+  int print_config;
+  int nconfigs;
+  const char **configs; /* every config file, in order (the positional one first) */
   int noverrides;
   char **overrides; /* the override arguments as given, for fe_config_load */
 } compile_args_t;
 
 /* Top-level config keys that take an override without a dot (as `mgen fit` accepts them). */
 static bool is_toplevel_key(const char *k, size_t n) {
-  static const char *const keys[] = {"seed_everything"};
+  static const char *const keys[] = {"seed_everything", "ckpt_path", "model",
+                                     "data",            "optimizer", "lr_scheduler"};
   for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
     if (strlen(keys[i]) == n && strncmp(keys[i], k, n) == 0) return true;
   return false;
@@ -106,7 +114,8 @@ static int parse_compile(int argc, char **argv, compile_args_t *a) {
   a->job = PLAN_JOB_FIT;
   a->reuse = 1;
   a->overrides = calloc((size_t)argc + 1, sizeof *a->overrides);
-  if (!a->overrides) return usage_error("%s", "out of memory");
+  a->configs = calloc((size_t)argc + 1, sizeof *a->configs);
+  if (!a->overrides || !a->configs) return usage_error("%s", "out of memory");
   for (int i = 2; i < argc; i++) {
     const char *arg = argv[i], *v;
     int missing;
@@ -117,6 +126,12 @@ static int parse_compile(int argc, char **argv, compile_args_t *a) {
     if ((v = flag_value(argc, argv, &i, "-o", &missing)) ||
         (!missing && (v = flag_value(argc, argv, &i, "--output", &missing)))) {
       a->output = v;
+    } else if (!missing && (v = flag_value(argc, argv, &i, "--config", &missing))) {
+      a->configs[a->nconfigs++] = v;
+      if (!a->config) a->config = v;
+    } else if (!missing && (strcmp(arg, "--print_config") == 0 ||
+                            strcmp(arg, "--print-config") == 0)) {
+      a->print_config = 1;
     } else if (!missing && (v = flag_value(argc, argv, &i, "--job", &missing))) {
       if (!plan_job_kind_from_name(v, &a->job))
         return usage_error("unknown job '%s' (expected fit, validate, test or predict)", v);
@@ -144,12 +159,17 @@ static int parse_compile(int argc, char **argv, compile_args_t *a) {
       return usage_error("unknown option '%s'", arg);
     } else if (!a->config) {
       a->config = arg;
+      /* The positional CONFIG comes first, before any --config. */
+      memmove(a->configs + 1, a->configs, sizeof *a->configs * (size_t)a->nconfigs);
+      a->configs[0] = arg;
+      a->nconfigs++;
     } else {
-      return usage_error("unexpected argument '%s' (only one CONFIG)", arg);
+      return usage_error("unexpected argument '%s' (one CONFIG; more with --config)", arg);
     }
   }
   if (!a->config) return usage_error("%s", "compile needs a CONFIG file");
-  if (!a->output) return usage_error("%s", "compile needs an output plan: -o PLAN");
+  if (!a->output && !a->print_config)
+    return usage_error("%s", "compile needs an output plan: -o PLAN");
   return -1; /* go on */
 }
 
@@ -164,7 +184,16 @@ static ad_status_t compile(const compile_args_t *a) {
   /* IR dumps go to stdout so they can be piped into files for IR-in/IR-out tests. */
   pass_pipeline_options_t po = {.print_before = a->print_before, .print_after = a->print_after,
                                 .print_stream = stdout};
-  ad_status_t st = fe_config_load(a->config, a->noverrides, a->overrides, &cfg);
+  ad_status_t st =
+      fe_config_load_files(a->nconfigs, a->configs, a->noverrides, a->overrides, &cfg);
+  if (!st && a->print_config) {
+    st = fe_config_print(cfg, &yaml);
+    if (!st && (fwrite(yaml.data, 1, yaml.len, stdout) != yaml.len || fflush(stdout) != 0))
+      st = ad_status_make(AD_STATUS_IO, "cannot write the config to stdout");
+    ad_buf_free(&yaml);
+    fe_config_free(cfg);
+    return st;
+  }
   if (!st) st = fe_build_module(cfg, &m, &job);
   if (!st) {
     pass_train_options_t to = {.beta1 = job.beta1, .beta2 = job.beta2, .eps = job.eps,
@@ -580,6 +609,7 @@ int main(int argc, char **argv) {
       rc = st ? fail(st) : 0;
     }
     free(a.overrides);
+    free(a.configs);
     return rc;
   }
   if (strcmp(cmd, "inspect") == 0) return inspect(argc, argv);

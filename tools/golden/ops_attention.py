@@ -13,6 +13,19 @@ The peers' own code is used where it exists:
     rows and columns, [B,1,Lq,Lk]) build it. m (row max of S) and l (sum of exp(S - m)) are
     returned detached: they are statistics for the backward, not differentiable outputs.
 
+Mask conventions (attention's mask_mode):
+  * "fill": ModelGenerator's fusion MultiHeadAttention (modelgenerator/adapters/fusion.py):
+    S = where(M4 > 0.5, qk^T / sqrt(d), -1e30) with M4 from CrossAttentionFusion's own
+    get_encoder_attention_mask (key mask times query mask, [B,1,Lq,Lk]); a padded query row is
+    uniform over the keys and is not zeroed.
+  * "add_zero": RNABert (modelgenerator/huggingface_models/rnabert/modeling_rnabert.py):
+    the mask is the peer's bert_extended_attention_mask(mask) * torch.finfo(torch.float).min
+    (float32's min even for a float64 model; RNABertSelfAttention casts it with
+    .to(scores.dtype)), added after the division by sqrt(d); after softmax the probabilities
+    where mask < -1e-5 are set to 0, so a padded query row outputs 0.
+  Both forward functions below are those lines of the peers' forward, literally (the modules'
+  q/k/v projections are left out: the op starts from the projected heads).
+
 RotaryEmbedding computes inv_freq in float32 even when the module is later cast to float64;
 aidomm computes the table in double. The f32 cases use the module as is (the difference is far
 below the f32 tolerance at these lengths); the f64 cases give the same module a float64
@@ -23,6 +36,8 @@ import os
 import sys
 
 import torch
+from modelgenerator.adapters.fusion import CrossAttentionFusion
+from modelgenerator.huggingface_models.rnabert.modeling_rnabert import bert_extended_attention_mask
 from transformers.models.esm.modeling_esm import RotaryEmbedding, apply_rotary_pos_emb
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -104,6 +119,122 @@ def pair_mask(q_lengths, k_lengths, Lq, Lk, dtype):
     return torch.where(pair < 0.5, torch.finfo(DTYPES[dtype]).min + zero, zero)
 
 
+# ---- peer mask conventions ------------------------------------------------------------------
+
+def fusion_attention(q, k, v, m4):
+    """fusion.py MultiHeadAttention.forward from the scores on."""
+    s = torch.matmul(q, k.transpose(-1, -2))
+    s = s / math.sqrt(q.shape[-1])
+    s = torch.where(m4 > 0.5, s, -1e30)
+    p = torch.nn.functional.softmax(s, dim=-1)
+    o = torch.matmul(p, v)
+    m = s.amax(dim=-1)
+    l = torch.exp(s - m.unsqueeze(-1)).sum(dim=-1)
+    return o, m.detach(), l.detach()
+
+
+def rnabert_attention(q, k, v, ext):
+    """modeling_rnabert.py RNABertSelfAttention.forward from the scores on (no dropout, no
+    head mask)."""
+    s = torch.matmul(q, k.transpose(-1, -2))
+    s = s / math.sqrt(q.shape[-1])
+    s = s + ext.to(s.dtype)
+    p = torch.nn.functional.softmax(s, dim=-1)
+    p = p.masked_fill(ext < -1e-5, 0.0)
+    o = torch.matmul(p, v)
+    m = s.amax(dim=-1)
+    l = torch.exp(s - m.unsqueeze(-1)).sum(dim=-1)
+    return o, m.detach(), l.detach()
+
+
+def peer_bwd_fn(attn):
+    def fn(q, k, v, mask, O, m, l, dO):
+        q, k, v = (t.detach().clone().requires_grad_(True) for t in (q, k, v))
+        with torch.enable_grad():
+            o, _, _ = attn(q, k, v, mask.detach())
+            dq, dk, dv = torch.autograd.grad(o, (q, k, v), dO.detach())
+        return dq.detach(), dk.detach(), dv.detach()
+    return fn
+
+
+def lengths_mask(lengths, L, dtype):
+    mask = torch.zeros(len(lengths), L, dtype=dtype)
+    for b, n in enumerate(lengths):
+        mask[b, :n] = 1
+    return mask
+
+
+def fusion_mask(q_lengths, k_lengths, Lq, Lk, dt):
+    mq = lengths_mask(q_lengths, Lq, DTYPES[dt])
+    mk = lengths_mask(k_lengths, Lk, DTYPES[dt])
+    return CrossAttentionFusion.get_encoder_attention_mask(None, mq, mk)
+
+
+def rnabert_mask(lengths, L, dt):
+    ext = bert_extended_attention_mask(lengths_mask(lengths, L, torch.int64))
+    return (ext * torch.finfo(torch.float).min).to(DTYPES[dt])
+
+
+def add_mask_mode_cases(fx, dt):
+    """fill (fusion) and add_zero (RNABert) cases, forward + VJP and attention_bwd alone."""
+    d = 8
+    scale = 1.0 / math.sqrt(d)
+    csym = {"B": [3, 2], "Lq": [8, 5], "Lk": [12, 7]}
+    cq = fx.randn(2, 3, 5, d, dtype=dt)
+    ck = fx.randn(2, 3, 7, d, dtype=dt)
+    cv = fx.randn(2, 3, 7, 6, dtype=dt)
+    ctypes = [f"{dt}[B,3,Lq,8]", f"{dt}[B,3,Lk,8]", f"{dt}[B,3,Lk,6]", f"{dt}[B,1,Lq,Lk]"]
+    fill_attrs = {"scale": scale, "mask_mode": "fill", "fill": -1e30}
+
+    # fusion: sample 1 has 3 of 5 queries and 4 of 7 keys (padded query rows 3, 4: uniform)
+    m4 = fusion_mask([5, 3], [7, 4], 5, 7, dt)
+    fx.add(f"attn_fill_fusion_{dt}", "attention", dt, [cq, ck, cv, m4], ctypes,
+           lambda q, k, v, m: fusion_attention(q, k, v, m), attrs=fill_attrs, symbols=csym,
+           nondiff=[3])
+    # the default fill (-1e30) and a batch whose first sample is unpadded
+    m4b = fusion_mask([5, 2], [6, 7], 5, 7, dt)
+    fx.add(f"attn_fill_fusion_default_{dt}", "attention", dt, [cq, ck, cv, m4b], ctypes,
+           lambda q, k, v, m: fusion_attention(q, k, v, m),
+           attrs={"scale": scale, "mask_mode": "fill"}, symbols=csym, nondiff=[3])
+    o, m, l = fusion_attention(cq, ck, cv, m4)
+    dO = fx.randn(*o.shape, dtype=dt)
+    otypes = [f"{dt}[B,3,Lq,6]", f"{dt}[B,3,Lq]", f"{dt}[B,3,Lq]", f"{dt}[B,3,Lq,6]"]
+    fx.add(f"attn_bwd_fill_fusion_{dt}", "attention_bwd", dt,
+           [cq, ck, cv, m4, o.detach(), m, l, dO], ctypes + otypes,
+           peer_bwd_fn(fusion_attention), attrs=dict(fill_attrs, has_mask=1), symbols=csym,
+           nondiff=list(range(8)), fd=False)
+
+    # RNABert: self attention, sample 1 has 3 of 5 tokens (rows and columns 3, 4 masked; the
+    # padded rows output 0)
+    sym = {"B": [3, 2], "L": [8, 5]}
+    q = fx.randn(2, 2, 5, d, dtype=dt)
+    k = fx.randn(2, 2, 5, d, dtype=dt)
+    v = fx.randn(2, 2, 5, d, dtype=dt)
+    t4 = f"{dt}[B,2,L,8]"
+    ext = rnabert_mask([5, 3], 5, dt)
+    zattrs = {"scale": scale, "mask_mode": "add_zero"}
+    fx.add(f"attn_addzero_rnabert_{dt}", "attention", dt, [q, k, v, ext],
+           [t4, t4, t4, f"{dt}[B,1,L,L]"], lambda q, k, v, m: rnabert_attention(q, k, v, m),
+           attrs=zattrs, symbols=sym, nondiff=[3])
+    o, m, l = rnabert_attention(q, k, v, ext)
+    dO = fx.randn(*o.shape, dtype=dt)
+    fx.add(f"attn_bwd_addzero_rnabert_{dt}", "attention_bwd", dt,
+           [q, k, v, ext, o.detach(), m, l, dO],
+           [t4, t4, t4, f"{dt}[B,1,L,L]", t4, f"{dt}[B,2,L]", f"{dt}[B,2,L]", t4],
+           peer_bwd_fn(rnabert_attention), attrs=dict(zattrs, has_mask=1), symbols=sym,
+           nondiff=list(range(8)), fd=False)
+    # a cross-shaped RNABert-style pair mask with every key of sample 0's row 1 masked but its
+    # row 0 only partially: the zeroing must not touch the unmasked probabilities
+    ext2 = torch.zeros(2, 1, 5, 7, dtype=torch.float32)
+    ext2[0, 0, 1, :] = torch.finfo(torch.float).min
+    ext2[0, 0, 0, 2:5] = torch.finfo(torch.float).min
+    ext2[1, 0, :, 4:] = torch.finfo(torch.float).min
+    ext2 = ext2.to(DTYPES[dt])
+    fx.add(f"attn_addzero_cross_{dt}", "attention", dt, [cq, ck, cv, ext2], ctypes,
+           lambda q, k, v, m: rnabert_attention(q, k, v, m), attrs=zattrs, symbols=csym,
+           nondiff=[3])
+
+
 def main():
     fx = Fixture("attention", seed=1234)
     sym = {"B": [3, 2], "L": [8, 5]}
@@ -181,6 +312,10 @@ def main():
                [t4, t4, t4, t4, f"{dt}[B,{h},L]", f"{dt}[B,{h},L]", t4],
                attention_bwd_fn(scale, False), attrs={"scale": scale, "has_mask": 0},
                symbols=sym, nondiff=list(range(7)), fd=False)
+
+    # After the cases above, so their random inputs do not move.
+    for dt in ("f64", "f32"):
+        add_mask_mode_cases(fx, dt)
 
     fx.write(repo_root())
 
