@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "frontend/frontend.h"
 #include "plan/plan.h"
 #include "runtime/train.h"
 
@@ -58,6 +59,15 @@ int main(int argc, char **argv) {
       if (!v || !(o.lr = strtod(v, &end), *v && !*end) || o.lr <= 0)
         return usage_error("%s needs a positive number", a);
       i++;
+    } else if (a[1] == '-' && strchr(a, '.')) {
+      /* A config key this tool cannot apply: say which tool can (compile-time keys need
+       * aidommc), or that the key is unknown. */
+      ad_status_t st = fe_key_check(a, FE_TOOL_RUNTIME, i);
+      if (!st) st = ad_status_make(AD_STATUS_UNIMPLEMENTED,
+                                   "%s is a runtime key that aidomm-rt does not apply yet", a);
+      ad_status_print(st, "aidomm-rt", stderr);
+      ad_status_free(st);
+      return 2;
     } else {
       return usage_error("unknown option '%s'", a);
     }
