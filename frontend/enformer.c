@@ -23,9 +23,8 @@
  *
  * Initialisation (from_scratch; pretrained weights replace it): torch's defaults where the
  * runtime's rules express them (uniform +-1/sqrt(fan_in) for convs and linears, zeros for
- * to_out, N(0, 1) for the relative biases, BatchNorm/LayerNorm ones and zeros). The peer's
- * AttentionPool starts at 2 * dirac (each logit twice its own channel), which no rule expresses;
- * the pools start uniform like the 1x1 convs they are.
+ * to_out, N(0, 1) for the relative biases, BatchNorm/LayerNorm ones and zeros), and the
+ * peer's 2 * dirac for AttentionPool (each logit twice its own channel).
  *
  * The mask handed on is ones [B, T]. The peer's wrapper sizes it [B, target_length] even when
  * delete_crop_layer keeps every bin (and then the fusion fails on the mismatch); here it always
@@ -442,7 +441,7 @@ static uint32_t conv_block(enf_t *e, const char *name, uint32_t x, int64_t cin, 
 static uint32_t attention_pool(enf_t *e, const char *name, uint32_t x, int64_t c, int64_t N) {
   ir_push_scope(e->g, name);
   ir_push_scope(e->g, "to_attn_logits");
-  uint32_t w = param(e, "weight", 4, (const int64_t[]){c, c, 1, 1}, uniform_init(e, c));
+  uint32_t w = param(e, "weight", 4, (const int64_t[]){c, c, 1, 1}, "dirac(2)");
   ir_pop_scope(e->g);
   uint32_t w2 = reshape(e, "to_attn_logits.matrix", w, false, 2, (const int64_t[]){c, c});
   int64_t even = N - N % 2;

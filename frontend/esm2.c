@@ -458,9 +458,10 @@ static void declare_slots(esm_t *e) {
     linear_slots(e, fmt(e, "%s.%s", lp, "attention.self.query"), h, h, 0);
     linear_slots(e, fmt(e, "%s.%s", lp, "attention.self.key"), h, h, 0);
     linear_slots(e, fmt(e, "%s.%s", lp, "attention.self.value"), h, h, 0);
-    /* A constant the ROTARY op recomputes; no init rule expresses 10000^(-2i/d) yet. */
+    /* A constant the ROTARY op recomputes; kept as a buffer because the peer saves it. */
     slot(e, fmt(e, "%s.%s", lp, "attention.self.rotary_embeddings.inv_freq"), 1,
-         h / hp->heads / 2, 0, IR_SLOT_BUFFER | IR_SLOT_UNUSED, "zeros");
+         h / hp->heads / 2, 0, IR_SLOT_BUFFER | IR_SLOT_UNUSED,
+         ad_arena_printf(&e->m->arena, "rope_inv_freq(10000,%lld)", (long long)(h / hp->heads)));
     linear_slots(e, fmt(e, "%s.%s", lp, "attention.output.dense"), h, h, 0);
     ln_slots(e, fmt(e, "%s.%s", lp, "attention.LayerNorm"));
     linear_slots(e, fmt(e, "%s.%s", lp, "intermediate.dense"), h, hp->ffn, 0);

@@ -11,6 +11,8 @@ typedef enum rt_init_kind {
   RT_INIT_CONST = 0,
   RT_INIT_NORMAL,
   RT_INIT_UNIFORM,
+  RT_INIT_DIRAC,    /* a: scale; torch.nn.init.dirac_ times a (Enformer's AttentionPool) */
+  RT_INIT_ROPE_INV, /* a: base, b: dim; inv_freq_i = 1 / base^(2i/dim) as torch computes it */
 } rt_init_kind_t;
 
 typedef struct rt_init_rule {
@@ -41,6 +43,17 @@ static ad_status_t parse_rule(const char *s, rt_init_rule_t *r) {
   used = 0;
   if (sscanf(s, "uniform(%lf,%lf)%n", &r->a, &r->b, &used) == 2 && s[used] == 0 && r->a <= r->b) {
     r->kind = RT_INIT_UNIFORM;
+    return AD_OK;
+  }
+  used = 0;
+  if (sscanf(s, "dirac(%lf)%n", &r->a, &used) == 1 && s[used] == 0) {
+    r->kind = RT_INIT_DIRAC;
+    return AD_OK;
+  }
+  used = 0;
+  if (sscanf(s, "rope_inv_freq(%lf,%lf)%n", &r->a, &r->b, &used) == 2 && s[used] == 0 &&
+      r->a > 0 && r->b >= 2) {
+    r->kind = RT_INIT_ROPE_INV;
     return AD_OK;
   }
   return ad_status_make(AD_STATUS_INVALID_ARGUMENT, "unknown initialisation rule '%s'", s);
@@ -81,9 +94,26 @@ ad_status_t rt_init_slot(const ir_state_slot_t *slot, uint64_t seed, void *data)
   ir_dtype_t dt = slot->type.dtype;
   uint32_t key[2];
   rt_philox_key(seed, "init", slot->name, key);
+  if (r.kind == RT_INIT_DIRAC && sh.rank < 2)
+    return ad_status_make(AD_STATUS_INVALID_ARGUMENT,
+                          "state slot '%s': dirac needs a rank >= 2 [out, in, k...] slot",
+                          slot->name);
+  /* dirac: element (o, o, k/2, ...) for o < min(out, in); the kernel centre's flat index */
+  int64_t kvol = 1, kcentre = 0;
+  for (int d = 2; d < sh.rank; d++) {
+    kcentre = kcentre * sh.dims[d] + sh.dims[d] / 2;
+    kvol *= sh.dims[d];
+  }
   for (int64_t i = 0; i < n; i++) {
     double x = r.a;
-    if (r.kind != RT_INIT_CONST) {
+    if (r.kind == RT_INIT_DIRAC) {
+      int64_t o = i / (sh.dims[1] * kvol), rem = i % (sh.dims[1] * kvol);
+      x = (rem / kvol == o && rem % kvol == kcentre) ? r.a : 0.0;
+    } else if (r.kind == RT_INIT_ROPE_INV) {
+      /* torch: 1.0 / (base ** (arange(0, dim, 2).float() / dim)), all in float32 */
+      float e = (float)(2 * i) / (float)r.b;
+      x = (double)(1.0f / powf((float)r.a, e));
+    } else if (r.kind != RT_INIT_CONST) {
       /* One Philox block per element (counter = element index): values never depend on
        * how many elements the slot has or on which thread fills it. */
       uint32_t ctr[4] = {(uint32_t)i, (uint32_t)((uint64_t)i >> 32), 0xffffffffu, 0xffffffffu};

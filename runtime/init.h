@@ -6,7 +6,9 @@
 
 #include "ir/ir.h"
 
-/* Rules: "zeros", "ones", "const(v)", "normal(mean,std)", "uniform(lo,hi)".
+/* Rules: "zeros", "ones", "const(v)", "normal(mean,std)", "uniform(lo,hi)", "dirac(scale)"
+ * (torch.nn.init.dirac_ times scale, for [out, in, k...] slots), "rope_inv_freq(base,dim)"
+ * (rotary inverse frequencies, computed in float32 as torch does).
  * data holds the slot's static shape. */
 ad_status_t rt_init_slot(const ir_state_slot_t *slot, uint64_t seed, void *data);
 /* The Philox key of a (seed, domain, name) stream, e.g. domain "init" for parameters, "data"
