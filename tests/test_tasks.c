@@ -313,6 +313,15 @@ static void run_task_golden(const task_case_t *tc, const char *dts) {
     }
   }
 
+  /* ... and every tensor of the peer's state is a slot: the key sets are equal. */
+  for (int k = 0; k < s.n; k++)
+    for (size_t i = 0; i < rt_st_count(s.f[k]); i++) {
+      const rt_st_tensor_t *t = rt_st_at(s.f[k], i);
+      if (strncmp(t->name, "p/", 2) != 0) continue;
+      ck_assert_msg(ir_module_find_slot(m, t->name + 2) >= 0, "%s: the peer's %s is not a slot",
+                    label, t->name + 2);
+    }
+
   ir_graph_t *g = ir_module_find_program(m, "forward");
   ck_assert_ptr_nonnull(g);
   const ir_node_t *lo = find_node(g, "loss");
