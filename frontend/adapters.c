@@ -14,92 +14,10 @@
 #include <math.h>
 #include <string.h>
 
+#include "frontend/emit.h"
 #include "frontend/fe_internal.h"
 
-/* ---- emission helpers ------------------------------------------------------------------------ */
-typedef struct em {
-  fe_component_ctx_t *c;
-  ir_graph_t *g;
-  ir_dtype_t dt;
-  ad_status_t err; /* first failure outside ir_build (slot and scalar declarations) */
-} em_t;
-
-static const char *scoped(em_t *e, const char *part) {
-  if (!e->g->scope[0]) return part;
-  return ad_arena_printf(&e->c->b->module->arena, "%s.%s", e->g->scope, part);
-}
-
-static uint32_t node(em_t *e, ir_op_t op, const char *name, const uint32_t *ins, uint32_t nin,
-                     const ir_attr_t *attrs, uint32_t nattrs, const ir_type_t *type) {
-  if (e->err) return IR_NONE;
-  for (uint32_t i = 0; i < nin; i++)
-    if (ins[i] == IR_NONE) return IR_NONE; /* an earlier failure is already recorded */
-  ir_node_desc_t d = {.op = op,
-                      .name = name ? scoped(e, name) : NULL,
-                      .inputs = ins,
-                      .ninputs = nin,
-                      .attrs = attrs,
-                      .nattrs = nattrs,
-                      .out_types = type,
-                      .nout_types = type ? 1 : 0};
-  return ir_build(e->g, &d);
-}
-
-static uint32_t param(em_t *e, const char *local, int rank, int64_t d0, int64_t d1,
-                      const char *init) {
-  if (e->err) return IR_NONE;
-  ir_type_t ty;
-  memset(&ty, 0, sizeof ty);
-  ty.dtype = e->dt;
-  ty.rank = rank;
-  ty.dims[0] = ir_dim_const(d0);
-  if (rank > 1) ty.dims[1] = ir_dim_const(d1);
-  const char *name = scoped(e, local);
-  e->err = ir_module_add_slot(e->c->b->module, name, &ty, IR_SLOT_PARAM | IR_SLOT_TRAINABLE, init,
-                              NULL);
-  if (e->err) return IR_NONE;
-  ir_attr_t a = IR_ATTR_S("slot", name);
-  return node(e, IR_OP_STATE_IN, local, NULL, 0, &a, 1, &ty);
-}
-
-/* torch.nn.Linear(in, out, bias) with its default init: U(+-1/sqrt(in)) for weight and bias. */
-static uint32_t linear(em_t *e, const char *name, uint32_t x, int64_t in, int64_t out, bool bias) {
-  const char *init =
-      ad_arena_printf(&e->c->b->module->arena, "uniform(%.17g,%.17g)", -1.0 / sqrt((double)in),
-                      1.0 / sqrt((double)in));
-  ir_push_scope(e->g, name);
-  uint32_t w = param(e, "weight", 2, out, in, init);
-  uint32_t b = bias ? param(e, "bias", 1, out, 0, init) : IR_NONE;
-  ir_pop_scope(e->g);
-  uint32_t ins[3] = {x, w, b};
-  return node(e, IR_OP_LINEAR, name, ins, bias ? 3 : 2, NULL, 0, NULL);
-}
-
-/* The program's SCALAR node for a runtime scalar, declaring it in the module when absent. */
-static uint32_t runtime_scalar(em_t *e, const char *name) {
-  if (e->err) return IR_NONE;
-  for (uint32_t i = 0; i < e->g->nnodes; i++)
-    if (e->g->nodes[i].op == IR_OP_SCALAR && strcmp(e->g->nodes[i].name, name) == 0)
-      return e->g->nodes[i].output0;
-  if (!ir_module_find_scalar(e->c->b->module, name)) {
-    e->err = ir_module_add_scalar(e->c->b->module, name, IR_DTYPE_I64, 0.0);
-    if (e->err) return IR_NONE;
-  }
-  const char *saved = e->g->scope; /* runtime scalars live at the top scope */
-  e->g->scope = "";
-  uint32_t v = node(e, IR_OP_SCALAR, name, NULL, 0, NULL, 0, NULL);
-  e->g->scope = saved;
-  return v;
-}
-
-static uint32_t dropout(em_t *e, const char *name, uint32_t x, double p) {
-  if (p == 0.0 || x == IR_NONE) return x;
-  uint32_t seed = runtime_scalar(e, "seed"), step = runtime_scalar(e, "step");
-  ir_attr_t a[2] = {IR_ATTR_F("p", p), IR_ATTR_S("key", scoped(e, name))};
-  uint32_t ins[3] = {x, seed, step};
-  return node(e, IR_OP_DROPOUT, name, ins, 3, a, 2, NULL);
-}
-
+/* ---- helpers --------------------------------------------------------------------------------- */
 static const fe_node_t *arg_place(const fe_component_ctx_t *c, int a) {
   return c->args && c->args[a].node ? c->args[a].node : c->b->section;
 }
@@ -201,64 +119,66 @@ static ad_status_t check_mlp_args(const char *path, const fe_arg_value_t *hidden
   return AD_OK;
 }
 
-/* The peer's MLPAdapter (nn.Sequential) under the current scope: x [..., in] -> [..., out]. */
-static uint32_t mlp(em_t *e, uint32_t x, int64_t in, int64_t out, const mlp_cfg_t *m) {
+/* The peer's MLPAdapter (nn.Sequential) under the current scope: x [..., in] -> [..., out].
+ * prefix names the adapter in messages. */
+static uint32_t mlp(fe_emit_t *e, const char *prefix, uint32_t x, int64_t in, int64_t out,
+                    const mlp_cfg_t *m) {
   ir_op_t act = IR_OP_TANH;
   if (m->act) (void)act_op(m->act, &act); /* validated by the class check */
   int idx = 0;
   char name[24];
   snprintf(name, sizeof name, "%d", idx++);
-  x = dropout(e, name, x, m->p);
+  x = fe_emit_dropout(e, name, x, m->p);
   for (uint32_t i = 0; m->hidden && i < m->hidden->n; i++) {
     int64_t h = 0;
     if (!fe_scalar_int(m->hidden->items[i], &h) || h <= 0) {
       e->err = fe_error_at(m->hidden->items[i], "%s: hidden_sizes.%u: expected a positive integer",
-                           e->c->prefix, i);
+                           prefix, i);
       return IR_NONE;
     }
     snprintf(name, sizeof name, "%d", idx++);
-    x = linear(e, name, x, in, h, m->bias);
+    x = fe_emit_linear(e, name, x, in, h, m->bias);
     snprintf(name, sizeof name, "%d", idx++);
-    x = node(e, act, name, &x, 1, NULL, 0, NULL);
+    x = fe_emit_node(e, act, name, &x, 1, NULL, 0, NULL);
     if (m->in_middle) {
       snprintf(name, sizeof name, "%d", idx++);
-      x = dropout(e, name, x, m->p);
+      x = fe_emit_dropout(e, name, x, m->p);
     }
     in = h;
   }
   snprintf(name, sizeof name, "%d", idx++);
-  return linear(e, name, x, in, out, m->bias);
+  return fe_emit_linear(e, name, x, in, out, m->bias);
 }
 
 /* Pooling of a sequence [B, L, H] to [B, H] as the peer's heads do. */
 typedef enum pool_kind { POOL_MEAN, POOL_CLS, POOL_MAX } pool_kind_t;
 
-static uint32_t pool(em_t *e, const char *name, const fe_seq_t *in, pool_kind_t k) {
+static uint32_t pool(fe_emit_t *e, const char *name, const fe_seq_t *in, pool_kind_t k) {
   const int64_t axes[1] = {1};
   ir_attr_t red[2] = {IR_ATTR_INTS("axes", axes, 1), IR_ATTR_I("keepdim", 0)};
-  if (k == POOL_CLS) return node(e, IR_OP_CLS_POOL, name, &in->hidden, 1, NULL, 0, NULL);
+  if (k == POOL_CLS) return fe_emit_node(e, IR_OP_CLS_POOL, name, &in->hidden, 1, NULL, 0, NULL);
   if (k == POOL_MEAN) {
     if (in->mask == IR_NONE) /* hidden_states.mean(1) */
-      return node(e, IR_OP_REDUCE_MEAN, name, &in->hidden, 1, red, 2, NULL);
+      return fe_emit_node(e, IR_OP_REDUCE_MEAN, name, &in->hidden, 1, red, 2, NULL);
     uint32_t pin[2] = {in->hidden, in->mask};
-    return node(e, IR_OP_MASKED_MEAN_POOL, name, pin, 2, NULL, 0, NULL);
+    return fe_emit_node(e, IR_OP_MASKED_MEAN_POOL, name, pin, 2, NULL, 0, NULL);
   }
   uint32_t h = in->hidden;
   if (in->mask != IR_NONE) { /* hidden.masked_fill(mask[..., None] == 0, -inf) */
     ir_type_t mt = *ir_value_type(e->g, in->mask);
     mt.rank = 3;
     mt.dims[2] = ir_dim_const(1);
-    uint32_t m3 = node(e, IR_OP_RESHAPE, NULL, &in->mask, 1, NULL, 0, &mt);
+    uint32_t m3 = fe_emit_node(e, IR_OP_RESHAPE, NULL, &in->mask, 1, NULL, 0, &mt);
     ir_type_t ct;
     memset(&ct, 0, sizeof ct);
     ct.dtype = e->dt;
     const double ninf = -INFINITY;
     ir_attr_t cv = IR_ATTR_FLOATS("value", &ninf, 1);
-    uint32_t fill = node(e, IR_OP_CONST, NULL, NULL, 0, &cv, 1, &ct);
+    uint32_t fill = fe_emit_node(e, IR_OP_CONST, NULL, NULL, 0, &cv, 1, &ct);
     uint32_t w[3] = {m3, h, fill};
-    h = node(e, IR_OP_WHERE, "masked_fill", w, 3, NULL, 0, NULL);
+    h = fe_emit_node(e, IR_OP_WHERE, "masked_fill", w, 3, NULL, 0, NULL);
   }
-  return node(e, IR_OP_REDUCE_MAX, name, &h, 1, red, 2, NULL);
+  return fe_emit_node(e, IR_OP_REDUCE_MAX, name, &h, 1, red, 2, NULL);
 }
 
 static ad_status_t need_rank(const fe_component_ctx_t *c, const fe_seq_t *in, int rank,
@@ -313,10 +233,10 @@ static ad_status_t mlp_build(fe_component_ctx_t *c, const fe_seq_t *in, int64_t 
     a = store;
   }
   mlp_cfg_t m = mlp_cfg_of(a, MLP_HIDDEN, MLP_ACT, MLP_BIAS, MLP_DROPOUT, MLP_MIDDLE);
-  em_t e = {.c = c, .g = c->b->forward, .dt = c->b->dtype};
+  fe_emit_t e = {.m = c->b->module, .g = c->b->forward, .dt = c->b->dtype};
   const char *outer = e.g->scope; /* the prefix is dotted: restore, not pop */
   ir_push_scope(e.g, c->prefix);
-  *pred = mlp(&e, in->hidden, in->size, out_features, &m);
+  *pred = mlp(&e, c->prefix, in->hidden, in->size, out_features, &m);
   e.g->scope = outer;
   return e.err;
 }
@@ -339,10 +259,10 @@ static ad_status_t linear_adapter_build(fe_component_ctx_t *c, const fe_seq_t *i
                                         int64_t out_features, uint32_t *pred) {
   AD_RETURN_IF_ERROR(need_rank(c, in, 2, "LinearAdapter"));
   mlp_cfg_t m = {.bias = true};
-  em_t e = {.c = c, .g = c->b->forward, .dt = c->b->dtype};
+  fe_emit_t e = {.m = c->b->module, .g = c->b->forward, .dt = c->b->dtype};
   const char *outer = e.g->scope; /* the prefix is dotted: restore, not pop */
   ir_push_scope(e.g, c->prefix);
-  *pred = mlp(&e, in->hidden, in->size, out_features, &m);
+  *pred = mlp(&e, c->prefix, in->hidden, in->size, out_features, &m);
   e.g->scope = outer;
   return e.err;
 }
@@ -396,12 +316,12 @@ static ad_status_t mlp_pool_build(fe_component_ctx_t *c, const fe_seq_t *in, int
                        a[MP_POOLING].s);
   bool cls_pool = a[MP_POOLING].s && strcmp(a[MP_POOLING].s, "cls_pooling") == 0;
   mlp_cfg_t m = mlp_cfg_of(a, MP_HIDDEN, MP_ACT, MP_BIAS, MP_DROPOUT, MP_MIDDLE);
-  em_t e = {.c = c, .g = c->b->forward, .dt = c->b->dtype};
+  fe_emit_t e = {.m = c->b->module, .g = c->b->forward, .dt = c->b->dtype};
   const char *outer = e.g->scope; /* the prefix is dotted: restore, not pop */
   ir_push_scope(e.g, c->prefix);
   uint32_t x = pool(&e, "pooling", in, cls_pool ? POOL_CLS : POOL_MEAN); /* [B, H] */
   ir_push_scope(e.g, "mlp");
-  *pred = mlp(&e, x, in->size, out_features, &m);
+  *pred = mlp(&e, c->prefix, x, in->size, out_features, &m);
   ir_pop_scope(e.g);
   e.g->scope = outer;
   return e.err;
@@ -424,11 +344,11 @@ const fe_class_t fe_class_mlp_pool_adapter = {
 static ad_status_t pooled_linear(fe_component_ctx_t *c, const fe_seq_t *in, int64_t out_features,
                                  uint32_t *pred, pool_kind_t k, const char *what) {
   AD_RETURN_IF_ERROR(need_rank(c, in, 3, what));
-  em_t e = {.c = c, .g = c->b->forward, .dt = c->b->dtype};
+  fe_emit_t e = {.m = c->b->module, .g = c->b->forward, .dt = c->b->dtype};
   const char *outer = e.g->scope; /* the prefix is dotted: restore, not pop */
   ir_push_scope(e.g, c->prefix);
   uint32_t x = pool(&e, "pooling", in, k);
-  *pred = linear(&e, "linear", x, in->size, out_features, true);
+  *pred = fe_emit_linear(&e, "linear", x, in->size, out_features, true);
   e.g->scope = outer;
   return e.err;
 }

@@ -34,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "frontend/emit.h"
 #include "frontend/enformer_posfeat.h"
 #include "frontend/fe_internal.h"
 
@@ -251,43 +252,19 @@ static ad_status_t embedding_size(const fe_class_t *cls, const fe_arg_value_t *a
 
 /* ---- emission ------------------------------------------------------------------------------ */
 typedef struct enf {
-  ir_module_t *m;
-  ir_graph_t *g;
-  ir_dtype_t dt;
+  fe_emit_t em; /* module, forward program, model dtype, first declaration failure */
   const enf_cfg_t *cfg;
-  ad_status_t err; /* first failure outside ir_build (slot declarations) */
-  uint32_t seed, step;
   uint32_t flags; /* of trainable parameters: PARAM (+ TRAINABLE unless frozen) */
   int sb;         /* batch symbol */
 } enf_t;
 
-static const char *scoped(enf_t *e, const char *part) {
-  if (!e->g->scope[0]) return part;
-  return ad_arena_printf(&e->m->arena, "%s.%s", e->g->scope, part);
-}
-
-static uint32_t node(enf_t *e, ir_op_t op, const char *name, const uint32_t *ins, uint32_t nin,
-                     const ir_attr_t *attrs, uint32_t nattrs, const ir_type_t *type) {
-  for (uint32_t i = 0; i < nin; i++)
-    if (ins[i] == IR_NONE) return IR_NONE; /* an earlier failure is already recorded */
-  ir_node_desc_t d = {.op = op,
-                      .name = name ? scoped(e, name) : NULL,
-                      .inputs = ins,
-                      .ninputs = nin,
-                      .attrs = attrs,
-                      .nattrs = nattrs,
-                      .out_types = type,
-                      .nout_types = type ? 1 : 0};
-  return ir_build(e->g, &d);
-}
-
 static uint32_t node1(enf_t *e, ir_op_t op, const char *name, uint32_t x) {
-  return node(e, op, name, &x, 1, NULL, 0, NULL);
+  return fe_emit_node(&e->em, op, name, &x, 1, NULL, 0, NULL);
 }
 
 static uint32_t node2(enf_t *e, ir_op_t op, const char *name, uint32_t x, uint32_t y) {
   uint32_t ins[2] = {x, y};
-  return node(e, op, name, ins, 2, NULL, 0, NULL);
+  return fe_emit_node(&e->em, op, name, ins, 2, NULL, 0, NULL);
 }
 
 /* [B?, dims...]: leading batch symbol when batch, then constants. */
@@ -302,116 +279,71 @@ static ir_type_t mk_type(const enf_t *e, ir_dtype_t dt, bool batch, int rank, co
   return ty;
 }
 
-/* A state slot "<scope>.<local>" and its STATE_IN node of the same name. */
+/* A state slot "<scope>.<local>" [d...] (no batch dim) and its STATE_IN node. */
 static uint32_t slot_in(enf_t *e, const char *local, ir_dtype_t dt, int rank, const int64_t *d,
                         uint32_t flags, const char *init) {
-  if (e->err) return IR_NONE;
   ir_type_t ty = mk_type(e, dt, false, rank, d);
-  const char *name = scoped(e, local);
-  ad_status_t st = ir_module_add_slot(e->m, name, &ty, flags, init, NULL);
-  if (st) {
-    e->err = st;
-    return IR_NONE;
-  }
-  ir_attr_t a = IR_ATTR_S("slot", name);
-  return node(e, IR_OP_STATE_IN, local, NULL, 0, &a, 1, &ty);
+  return fe_emit_slot(&e->em, local, &ty, flags, init);
 }
 
 static uint32_t param(enf_t *e, const char *local, int rank, const int64_t *d, const char *init) {
-  return slot_in(e, local, e->dt, rank, d, e->flags, init);
-}
-
-/* torch's default Linear/Conv init bound 1/sqrt(fan_in), for from-scratch runs. */
-static const char *uniform_init(enf_t *e, int64_t fan_in) {
-  double b = 1.0 / sqrt((double)fan_in);
-  return ad_arena_printf(&e->m->arena, "uniform(%.17g,%.17g)", -b, b);
+  return slot_in(e, local, e->em.dt, rank, d, e->flags, init);
 }
 
 static void state_out(enf_t *e, const char *local, uint32_t v) {
   if (v == IR_NONE) return;
-  const char *slot = scoped(e, local);
+  const char *slot = fe_emit_scoped(&e->em, local);
   ir_attr_t a = IR_ATTR_S("slot", slot);
-  node(e, IR_OP_STATE_OUT, ad_arena_printf(&e->m->arena, "%s.update", local), &v, 1, &a, 1, NULL);
-}
-
-/* The module's SCALAR node `name` (i64), shared with the task and the other components. */
-static uint32_t runtime_scalar(enf_t *e, const char *name) {
-  for (uint32_t i = 0; i < e->g->nnodes; i++)
-    if (e->g->nodes[i].op == IR_OP_SCALAR && strcmp(e->g->nodes[i].name, name) == 0)
-      return e->g->nodes[i].output0;
-  if (!ir_module_find_scalar(e->m, name)) {
-    ad_status_t st = ir_module_add_scalar(e->m, name, IR_DTYPE_I64, 0);
-    if (st) {
-      if (!e->err) e->err = st;
-      return IR_NONE;
-    }
-  }
-  const char *saved = e->g->scope;
-  e->g->scope = "";
-  uint32_t v = node(e, IR_OP_SCALAR, name, NULL, 0, NULL, 0, NULL);
-  e->g->scope = saved;
-  return v;
-}
-
-/* nn.Dropout(p) named by its module path; the identity (no node) when p == 0, as in torch. */
-static uint32_t dropout(enf_t *e, const char *name, uint32_t x, double p) {
-  if (p == 0.0 || x == IR_NONE) return x;
-  if (e->seed == IR_NONE) {
-    e->seed = runtime_scalar(e, "seed");
-    e->step = runtime_scalar(e, "step");
-  }
-  const char *full = scoped(e, name);
-  ir_attr_t a[2] = {IR_ATTR_F("p", p), IR_ATTR_S("key", full)};
-  uint32_t ins[3] = {x, e->seed, e->step};
-  return node(e, IR_OP_DROPOUT, name, ins, 3, a, 2, NULL);
+  fe_emit_node(&e->em, IR_OP_STATE_OUT, ad_arena_printf(&e->em.m->arena, "%s.update", local), &v, 1,
+               &a, 1, NULL);
 }
 
 static uint32_t permute(enf_t *e, const char *name, uint32_t x, const int64_t *perm, int rank) {
   ir_attr_t a = IR_ATTR_INTS("perm", perm, rank);
-  return node(e, IR_OP_PERMUTE, name, &x, 1, &a, 1, NULL);
+  return fe_emit_node(&e->em, IR_OP_PERMUTE, name, &x, 1, &a, 1, NULL);
 }
 
 static uint32_t reshape(enf_t *e, const char *name, uint32_t x, bool batch, int rank,
                         const int64_t *d) {
-  ir_type_t ty = mk_type(e, e->dt, batch, rank, d);
-  return node(e, IR_OP_RESHAPE, name, &x, 1, NULL, 0, &ty);
+  ir_type_t ty = mk_type(e, e->em.dt, batch, rank, d);
+  return fe_emit_node(&e->em, IR_OP_RESHAPE, name, &x, 1, NULL, 0, &ty);
 }
 
 static uint32_t slice(enf_t *e, const char *name, uint32_t x, int64_t axis, int64_t start,
                       int64_t end) {
   ir_attr_t a[3] = {IR_ATTR_I("axis", axis), IR_ATTR_I("start", start), IR_ATTR_I("end", end)};
-  return node(e, IR_OP_SLICE, name, &x, 1, a, 3, NULL);
+  return fe_emit_node(&e->em, IR_OP_SLICE, name, &x, 1, a, 3, NULL);
 }
 
 /* nn.Conv1d(cin, cout, k, padding=k//2) named `name`: x [B, cin, L] -> [B, cout, L]. */
 static uint32_t conv1d(enf_t *e, const char *name, uint32_t x, int64_t cin, int64_t cout,
                        int64_t k) {
-  ir_push_scope(e->g, name);
-  const char *init = uniform_init(e, cin * k);
+  ir_push_scope(e->em.g, name);
+  const char *init = fe_emit_uniform_init(&e->em, cin * k);
   uint32_t w = param(e, "weight", 3, (const int64_t[]){cout, cin, k}, init);
   uint32_t b = param(e, "bias", 1, (const int64_t[]){cout}, init);
-  ir_pop_scope(e->g);
+  ir_pop_scope(e->em.g);
   uint32_t ins[3] = {x, w, b};
   ir_attr_t a = IR_ATTR_I("padding", k / 2);
-  return node(e, IR_OP_CONV1D, name, ins, 3, &a, 1, NULL);
+  return fe_emit_node(&e->em, IR_OP_CONV1D, name, ins, 3, &a, 1, NULL);
 }
 
 /* nn.BatchNorm1d(c) named `name` in training mode: batch statistics, and the running-stat and
  * num_batches_tracked updates written back. x [B, c, L]. */
 static uint32_t batchnorm(enf_t *e, const char *name, uint32_t x, int64_t c) {
-  ir_push_scope(e->g, name);
+  ir_push_scope(e->em.g, name);
   const int64_t d[1] = {c};
   uint32_t w = param(e, "weight", 1, d, "ones");
   uint32_t b = param(e, "bias", 1, d, "zeros");
-  uint32_t rm = slot_in(e, "running_mean", e->dt, 1, d, IR_SLOT_BUFFER, "zeros");
-  uint32_t rv = slot_in(e, "running_var", e->dt, 1, d, IR_SLOT_BUFFER, "ones");
+  uint32_t rm = slot_in(e, "running_mean", e->em.dt, 1, d, IR_SLOT_BUFFER, "zeros");
+  uint32_t rv = slot_in(e, "running_var", e->em.dt, 1, d, IR_SLOT_BUFFER, "ones");
   uint32_t nbt = slot_in(e, "num_batches_tracked", IR_DTYPE_I64, 0, NULL, IR_SLOT_BUFFER, "zeros");
-  ir_pop_scope(e->g);
+  ir_pop_scope(e->em.g);
   uint32_t ins[5] = {x, w, b, rm, rv};
   ir_attr_t a[3] = {IR_ATTR_F("eps", ENF_BN_EPS), IR_ATTR_F("momentum", ENF_BN_MOMENTUM),
                     IR_ATTR_I("training", 1)};
-  uint32_t y = node(e, IR_OP_BATCHNORM, name, ins, 5, a, 3, NULL);
-  ir_push_scope(e->g, name);
+  uint32_t y = fe_emit_node(&e->em, IR_OP_BATCHNORM, name, ins, 5, a, 3, NULL);
+  ir_push_scope(e->em.g, name);
   if (y != IR_NONE) {
     state_out(e, "running_mean", y + 3);
     state_out(e, "running_var", y + 4);
@@ -419,30 +351,31 @@ static uint32_t batchnorm(enf_t *e, const char *name, uint32_t x, int64_t c) {
   ir_type_t ity = mk_type(e, IR_DTYPE_I64, false, 0, NULL);
   double one = 1.0;
   ir_attr_t ca = IR_ATTR_FLOATS("value", &one, 1);
-  uint32_t inc = node(e, IR_OP_CONST, "num_batches_tracked.one", NULL, 0, &ca, 1, &ity);
+  uint32_t inc =
+      fe_emit_node(&e->em, IR_OP_CONST, "num_batches_tracked.one", NULL, 0, &ca, 1, &ity);
   state_out(e, "num_batches_tracked", node2(e, IR_OP_ADD, "num_batches_tracked.add", nbt, inc));
-  ir_pop_scope(e->g);
+  ir_pop_scope(e->em.g);
   return y;
 }
 
 /* ConvBlock(cin, cout, k) = Sequential(BatchNorm1d, GELU, Conv1d) named `name`. */
 static uint32_t conv_block(enf_t *e, const char *name, uint32_t x, int64_t cin, int64_t cout,
                            int64_t k) {
-  ir_push_scope(e->g, name);
+  ir_push_scope(e->em.g, name);
   x = batchnorm(e, "0", x, cin);
   x = node1(e, IR_OP_GELU_SIGMOID, "1", x);
   x = conv1d(e, "2", x, cin, cout, k);
-  ir_pop_scope(e->g);
+  ir_pop_scope(e->em.g);
   return x;
 }
 
 /* AttentionPool(c, 2) named `name`: x [B, c, N] -> [B, c, ceil(N/2)]; logits = the 1x1 Conv2d
  * to_attn_logits (weight [c, c, 1, 1], no bias) per position, softmax over each pair. */
 static uint32_t attention_pool(enf_t *e, const char *name, uint32_t x, int64_t c, int64_t N) {
-  ir_push_scope(e->g, name);
-  ir_push_scope(e->g, "to_attn_logits");
+  ir_push_scope(e->em.g, name);
+  ir_push_scope(e->em.g, "to_attn_logits");
   uint32_t w = param(e, "weight", 4, (const int64_t[]){c, c, 1, 1}, "dirac(2)");
-  ir_pop_scope(e->g);
+  ir_pop_scope(e->em.g);
   uint32_t w2 = reshape(e, "to_attn_logits.matrix", w, false, 2, (const int64_t[]){c, c});
   int64_t even = N - N % 2;
   uint32_t xe = N % 2 ? slice(e, "even", x, 2, 0, even) : x;
@@ -454,36 +387,39 @@ static uint32_t attention_pool(enf_t *e, const char *name, uint32_t x, int64_t c
   uint32_t prod = node2(e, IR_OP_MUL, "weighted", xp, attn);
   const int64_t axes[1] = {-1};
   ir_attr_t ra[2] = {IR_ATTR_INTS("axes", axes, 1), IR_ATTR_I("keepdim", 0)};
-  uint32_t y = node(e, IR_OP_REDUCE_SUM, "sum", &prod, 1, ra, 2, NULL); /* [B, c, even/2] */
+  uint32_t y =
+      fe_emit_node(&e->em, IR_OP_REDUCE_SUM, "sum", &prod, 1, ra, 2, NULL); /* [B, c, even/2] */
   if (N % 2) {
     uint32_t last = slice(e, "last", x, 2, even, N);
     uint32_t ins[2] = {y, last};
     ir_attr_t ax = IR_ATTR_I("axis", 2);
-    y = node(e, IR_OP_CONCAT, "padded_pair", ins, 2, &ax, 1, NULL);
+    y = fe_emit_node(&e->em, IR_OP_CONCAT, "padded_pair", ins, 2, &ax, 1, NULL);
   }
-  ir_pop_scope(e->g);
+  ir_pop_scope(e->em.g);
   return y;
 }
 
 static uint32_t linear(enf_t *e, const char *name, uint32_t x, int64_t in, int64_t out,
                        bool bias, const char *winit) {
-  ir_push_scope(e->g, name);
-  uint32_t w = param(e, "weight", 2, (const int64_t[]){out, in}, winit ? winit : uniform_init(e, in));
-  uint32_t b = bias ? param(e, "bias", 1, (const int64_t[]){out}, winit ? winit : uniform_init(e, in))
+  ir_push_scope(e->em.g, name);
+  uint32_t w = param(e, "weight", 2, (const int64_t[]){out, in},
+                     winit ? winit : fe_emit_uniform_init(&e->em, in));
+  uint32_t b = bias ? param(e, "bias", 1, (const int64_t[]){out},
+                            winit ? winit : fe_emit_uniform_init(&e->em, in))
                     : IR_NONE;
-  ir_pop_scope(e->g);
+  ir_pop_scope(e->em.g);
   uint32_t ins[3] = {x, w, b};
-  return node(e, IR_OP_LINEAR, name, ins, bias ? 3 : 2, NULL, 0, NULL);
+  return fe_emit_node(&e->em, IR_OP_LINEAR, name, ins, bias ? 3 : 2, NULL, 0, NULL);
 }
 
 static uint32_t layernorm(enf_t *e, const char *name, uint32_t x, int64_t h) {
-  ir_push_scope(e->g, name);
+  ir_push_scope(e->em.g, name);
   uint32_t w = param(e, "weight", 1, (const int64_t[]){h}, "ones");
   uint32_t b = param(e, "bias", 1, (const int64_t[]){h}, "zeros");
-  ir_pop_scope(e->g);
+  ir_pop_scope(e->em.g);
   uint32_t ins[3] = {x, w, b};
   ir_attr_t a = IR_ATTR_F("eps", ENF_LN_EPS);
-  return node(e, IR_OP_LAYERNORM, name, ins, 3, &a, 1, NULL);
+  return fe_emit_node(&e->em, IR_OP_LAYERNORM, name, ins, 3, &a, 1, NULL);
 }
 
 /* [B, n, h*d] -> [B, h, n, d] */
@@ -499,7 +435,7 @@ static uint32_t split_heads(enf_t *e, const char *name, uint32_t x, int64_t n, i
 static uint32_t attention(enf_t *e, uint32_t x, uint32_t table, int64_t n) {
   const enf_cfg_t *c = e->cfg;
   int64_t dim = c->dim, h = c->heads, dk = c->attn_dim_key, dv = dim / h, F = dim / h;
-  ir_push_scope(e->g, "1");
+  ir_push_scope(e->em.g, "1");
   /* state_dict order: the module's own parameters first, then its children */
   const int64_t bias_d[4] = {1, h, 1, dk};
   uint32_t u = param(e, "rel_content_bias", 4, bias_d, "normal(0,1)");
@@ -511,34 +447,36 @@ static uint32_t attention(enf_t *e, uint32_t x, uint32_t table, int64_t n) {
   k = split_heads(e, "k_heads", k, n, h, dk);
   v = split_heads(e, "v_heads", v, n, h, dv);
   ir_attr_t sc[2] = {IR_ATTR_F("alpha", pow((double)dk, -0.5)), IR_ATTR_F("beta", 0.0)};
-  q = node(e, IR_OP_SCALE, "q_scaled", &q, 1, sc, 2, NULL);
+  q = fe_emit_node(&e->em, IR_OP_SCALE, "q_scaled", &q, 1, sc, 2, NULL);
   uint32_t qu = node2(e, IR_OP_ADD, "q_content", q, u);
   ir_attr_t tb[2] = {IR_ATTR_I("trans_a", 0), IR_ATTR_I("trans_b", 1)};
   uint32_t ck[2] = {qu, k};
-  uint32_t content = node(e, IR_OP_MATMUL, "content_logits", ck, 2, tb, 2, NULL); /* [B,h,n,n] */
+  uint32_t content =
+      fe_emit_node(&e->em, IR_OP_MATMUL, "content_logits", ck, 2, tb, 2, NULL); /* [B,h,n,n] */
 
-  uint32_t pos = dropout(e, "pos_dropout", table, c->pos_dropout);
+  uint32_t pos = fe_emit_dropout(&e->em, "pos_dropout", table, c->pos_dropout);
   uint32_t qv = node2(e, IR_OP_ADD, "q_position", q, vb);
   /* to_out's slots come before to_rel_k's: the peer registers it first (state_dict order). */
-  ir_push_scope(e->g, "to_out");
+  ir_push_scope(e->em.g, "to_out");
   uint32_t wo = param(e, "weight", 2, (const int64_t[]){dim, dv * h}, "zeros");
   uint32_t bo = param(e, "bias", 1, (const int64_t[]){dim}, "zeros");
-  ir_pop_scope(e->g);
+  ir_pop_scope(e->em.g);
   uint32_t relk = linear(e, "to_rel_k", pos, F, dk * h, false, NULL); /* [2n-1, h*dk] */
   relk = reshape(e, NULL, relk, false, 3, (const int64_t[]){2 * n - 1, h, dk});
   relk = permute(e, "rel_k", relk, (const int64_t[]){1, 0, 2}, 3); /* [h, 2n-1, dk] */
   uint32_t rk[2] = {qv, relk};
-  uint32_t rel = node(e, IR_OP_MATMUL, "rel_logits", rk, 2, tb, 2, NULL); /* [B,h,n,2n-1] */
-  rel = node1(e, IR_OP_REL_SHIFT, "relative_shift", rel);                 /* [B,h,n,n] */
+  uint32_t rel =
+      fe_emit_node(&e->em, IR_OP_MATMUL, "rel_logits", rk, 2, tb, 2, NULL); /* [B,h,n,2n-1] */
+  rel = node1(e, IR_OP_REL_SHIFT, "relative_shift", rel);                   /* [B,h,n,n] */
   uint32_t logits = node2(e, IR_OP_ADD, "logits", content, rel);
   uint32_t attn = node1(e, IR_OP_SOFTMAX, "softmax", logits);
-  attn = dropout(e, "attn_dropout", attn, c->attn_dropout);
+  attn = fe_emit_dropout(&e->em, "attn_dropout", attn, c->attn_dropout);
   uint32_t o = node2(e, IR_OP_MATMUL, "attn_v", attn, v); /* [B, h, n, dv] */
   o = permute(e, NULL, o, (const int64_t[]){0, 2, 1, 3}, 4);
   o = reshape(e, "merge_heads", o, true, 2, (const int64_t[]){n, dv * h});
   uint32_t lin[3] = {o, wo, bo};
-  o = node(e, IR_OP_LINEAR, "to_out", lin, 3, NULL, 0, NULL);
-  ir_pop_scope(e->g);
+  o = fe_emit_node(&e->em, IR_OP_LINEAR, "to_out", lin, 3, NULL, 0, NULL);
+  ir_pop_scope(e->em.g);
   return o;
 }
 
@@ -547,34 +485,34 @@ static uint32_t attention(enf_t *e, uint32_t x, uint32_t table, int64_t n) {
 static uint32_t transformer_layer(enf_t *e, uint32_t x, uint32_t table, int64_t n) {
   const enf_cfg_t *c = e->cfg;
   int64_t dim = c->dim;
-  ir_push_scope(e->g, "0");
-  ir_push_scope(e->g, "fn");
+  ir_push_scope(e->em.g, "0");
+  ir_push_scope(e->em.g, "fn");
   uint32_t y = layernorm(e, "0", x, dim);
   y = attention(e, y, table, n);
-  y = dropout(e, "2", y, c->dropout_rate);
-  ir_pop_scope(e->g);
+  y = fe_emit_dropout(&e->em, "2", y, c->dropout_rate);
+  ir_pop_scope(e->em.g);
   x = node2(e, IR_OP_ADD, "residual", x, y);
-  ir_pop_scope(e->g);
-  ir_push_scope(e->g, "1");
-  ir_push_scope(e->g, "fn");
+  ir_pop_scope(e->em.g);
+  ir_push_scope(e->em.g, "1");
+  ir_push_scope(e->em.g, "fn");
   y = layernorm(e, "0", x, dim);
   y = linear(e, "1", y, dim, 2 * dim, true, NULL);
-  y = dropout(e, "2", y, c->dropout_rate);
+  y = fe_emit_dropout(&e->em, "2", y, c->dropout_rate);
   y = node1(e, IR_OP_RELU, "3", y);
   y = linear(e, "4", y, 2 * dim, dim, true, NULL);
-  y = dropout(e, "5", y, c->dropout_rate);
-  ir_pop_scope(e->g);
+  y = fe_emit_dropout(&e->em, "5", y, c->dropout_rate);
+  ir_pop_scope(e->em.g);
   x = node2(e, IR_OP_ADD, "residual", x, y);
-  ir_pop_scope(e->g);
+  ir_pop_scope(e->em.g);
   return x;
 }
 
 /* Residual(ConvBlock(c, c, 1)) named `name`: x + fn(x). */
 static uint32_t residual_block(enf_t *e, const char *name, uint32_t x, int64_t c) {
-  ir_push_scope(e->g, name);
+  ir_push_scope(e->em.g, name);
   uint32_t y = conv_block(e, "fn", x, c, c, 1);
   y = node2(e, IR_OP_ADD, "residual", y, x);
-  ir_pop_scope(e->g);
+  ir_pop_scope(e->em.g);
   return y;
 }
 
@@ -584,16 +522,17 @@ static void idx_name(char *buf, size_t cap, int64_t i) { snprintf(buf, cap, "%ll
 static void declare_heads(enf_t *e) {
   const enf_cfg_t *c = e->cfg;
   uint32_t flags = e->flags | IR_SLOT_UNUSED;
-  for (uint32_t i = 0; i < c->nout_heads && !e->err; i++) {
-    const char *base = scoped(e, ad_arena_printf(&e->m->arena, "_heads.%s.0", c->head_name[i]));
-    const char *init = uniform_init(e, 2 * c->dim);
-    ir_type_t tw = mk_type(e, e->dt, false, 2, (const int64_t[]){c->head_size[i], 2 * c->dim});
-    ir_type_t tb = mk_type(e, e->dt, false, 1, (const int64_t[]){c->head_size[i]});
-    e->err = ir_module_add_slot(e->m, ad_arena_printf(&e->m->arena, "%s.weight", base), &tw,
-                                flags, init, NULL);
-    if (!e->err)
-      e->err = ir_module_add_slot(e->m, ad_arena_printf(&e->m->arena, "%s.bias", base), &tb,
-                                  flags, init, NULL);
+  for (uint32_t i = 0; i < c->nout_heads && !e->em.err; i++) {
+    const char *base =
+        fe_emit_scoped(&e->em, ad_arena_printf(&e->em.m->arena, "_heads.%s.0", c->head_name[i]));
+    const char *init = fe_emit_uniform_init(&e->em, 2 * c->dim);
+    ir_type_t tw = mk_type(e, e->em.dt, false, 2, (const int64_t[]){c->head_size[i], 2 * c->dim});
+    ir_type_t tb = mk_type(e, e->em.dt, false, 1, (const int64_t[]){c->head_size[i]});
+    e->em.err = ir_module_add_slot(e->em.m, ad_arena_printf(&e->em.m->arena, "%s.weight", base),
+                                   &tw, flags, init, NULL);
+    if (!e->em.err)
+      e->em.err = ir_module_add_slot(e->em.m, ad_arena_printf(&e->em.m->arena, "%s.bias", base),
+                                     &tb, flags, init, NULL);
   }
 }
 
@@ -641,45 +580,40 @@ static ad_status_t build(fe_component_ctx_t *cc, const char *omic, fe_seq_t *out
     T = n - 2 * start;
   }
 
-  enf_t e = {.m = cc->b->module,
-             .g = cc->b->forward,
-             .dt = cc->b->dtype,
+  enf_t e = {.em = {.m = cc->b->module, .g = cc->b->forward, .dt = cc->b->dtype},
              .cfg = &cfg,
-             .seed = IR_NONE,
-             .step = IR_NONE,
              .flags = IR_SLOT_PARAM | (a[A_FROZEN].b ? 0u : IR_SLOT_TRAINABLE),
              .sb = cc->b->sym_batch};
-  const char *saved_scope = e.g->scope;
-  e.g->scope = "";
-  ir_type_t in_t = mk_type(&e, e.dt, true, 2, (const int64_t[]){L, 4});
-  uint32_t x =
-      node(&e, IR_OP_INPUT, ad_arena_printf(&e.m->arena, "%s_one_hot", omic), NULL, 0, NULL, 0,
-           &in_t);
-  ir_push_scope(e.g, cc->prefix);
-  ir_push_scope(e.g, "encoder");
+  const char *saved_scope = e.em.g->scope;
+  e.em.g->scope = "";
+  ir_type_t in_t = mk_type(&e, e.em.dt, true, 2, (const int64_t[]){L, 4});
+  uint32_t x = fe_emit_node(&e.em, IR_OP_INPUT, ad_arena_printf(&e.em.m->arena, "%s_one_hot", omic),
+                            NULL, 0, NULL, 0, &in_t);
+  ir_push_scope(e.em.g, cc->prefix);
+  ir_push_scope(e.em.g, "encoder");
   x = permute(&e, "_trunk.0", x, (const int64_t[]){0, 2, 1}, 3); /* [B, 4, L] */
 
   int64_t half = cfg.filters[0], N = L;
-  ir_push_scope(e.g, "stem");
+  ir_push_scope(e.em.g, "stem");
   x = conv1d(&e, "0", x, 4, half, 15);
   x = residual_block(&e, "1", x, half);
   x = attention_pool(&e, "2", x, half, N);
   N = (N + 1) / 2;
-  ir_pop_scope(e.g);
+  ir_pop_scope(e.em.g);
 
-  ir_push_scope(e.g, "conv_tower");
+  ir_push_scope(e.em.g, "conv_tower");
   for (uint32_t i = 1; i < cfg.nfilters; i++) {
     char idx[24];
     idx_name(idx, sizeof idx, i - 1);
     int64_t cin = cfg.filters[i - 1], cout = cfg.filters[i];
-    ir_push_scope(e.g, idx);
+    ir_push_scope(e.em.g, idx);
     x = conv_block(&e, "0", x, cin, cout, 5);
     x = residual_block(&e, "1", x, cout);
     x = attention_pool(&e, "2", x, cout, N);
     N = (N + 1) / 2;
-    ir_pop_scope(e.g);
+    ir_pop_scope(e.em.g);
   }
-  ir_pop_scope(e.g);
+  ir_pop_scope(e.em.g);
   x = permute(&e, "_trunk.3", x, (const int64_t[]){0, 2, 1}, 3); /* [B, n, dim] */
 
   /* One positional table for every layer (each layer has its own pos_dropout), computed in
@@ -694,43 +628,43 @@ static ad_status_t build(fe_component_ctx_t *cc, const char *omic, fe_seq_t *out
                           : ad_status_make(AD_STATUS_RESOURCE, "out of memory");
     if (st) {
       free(vals);
-      e.g->scope = saved_scope;
+      e.em.g->scope = saved_scope;
       return st;
     }
-    ir_type_t tt = mk_type(&e, e.dt, false, 2, (const int64_t[]){rows, F});
+    ir_type_t tt = mk_type(&e, e.em.dt, false, 2, (const int64_t[]){rows, F});
     ir_attr_t va = IR_ATTR_FLOATS("value", vals, rows * F);
-    table = node(&e, IR_OP_CONST, "positional_features", NULL, 0, &va, 1, &tt);
+    table = fe_emit_node(&e.em, IR_OP_CONST, "positional_features", NULL, 0, &va, 1, &tt);
     free(vals);
   }
-  ir_push_scope(e.g, "transformer");
+  ir_push_scope(e.em.g, "transformer");
   for (int64_t i = 0; i < cfg.depth; i++) {
     char idx[24];
     idx_name(idx, sizeof idx, i);
-    ir_push_scope(e.g, idx);
+    ir_push_scope(e.em.g, idx);
     x = transformer_layer(&e, x, table, n);
-    ir_pop_scope(e.g);
+    ir_pop_scope(e.em.g);
   }
-  ir_pop_scope(e.g);
+  ir_pop_scope(e.em.g);
   if (crop && T != n) x = slice(&e, "crop_final", x, 1, start, start + T);
 
-  ir_push_scope(e.g, "final_pointwise");
+  ir_push_scope(e.em.g, "final_pointwise");
   x = permute(&e, "0", x, (const int64_t[]){0, 2, 1}, 3);
   x = conv_block(&e, "1", x, cfg.dim, 2 * cfg.dim, 1);
   x = permute(&e, "2", x, (const int64_t[]){0, 2, 1}, 3);
-  x = dropout(&e, "3", x, cfg.dropout_rate / 8);
+  x = fe_emit_dropout(&e.em, "3", x, cfg.dropout_rate / 8);
   x = node1(&e, IR_OP_GELU_SIGMOID, "4", x); /* [B, T, 2 dim] */
-  ir_pop_scope(e.g);
+  ir_pop_scope(e.em.g);
 
   declare_heads(&e);
-  ir_type_t mt = mk_type(&e, e.dt, true, 1, (const int64_t[]){T});
+  ir_type_t mt = mk_type(&e, e.em.dt, true, 1, (const int64_t[]){T});
   double one = 1.0;
   ir_attr_t ma = IR_ATTR_FLOATS("value", &one, 1);
-  uint32_t mask = node(&e, IR_OP_CONST, "attention_mask", NULL, 0, &ma, 1, &mt);
-  ir_pop_scope(e.g);
-  ir_pop_scope(e.g);
-  e.g->scope = saved_scope;
-  if (e.err) return e.err;
-  AD_RETURN_IF_ERROR(ir_graph_take_error(e.g));
+  uint32_t mask = fe_emit_node(&e.em, IR_OP_CONST, "attention_mask", NULL, 0, &ma, 1, &mt);
+  ir_pop_scope(e.em.g);
+  ir_pop_scope(e.em.g);
+  e.em.g->scope = saved_scope;
+  if (e.em.err) return e.em.err;
+  AD_RETURN_IF_ERROR(ir_graph_take_error(e.em.g));
   *out = (fe_seq_t){.hidden = x, .mask = mask, .size = 2 * cfg.dim, .len_sym = -1};
   return AD_OK;
 }

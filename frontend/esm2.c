@@ -36,6 +36,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "frontend/emit.h"
 #include "frontend/fe_internal.h"
 #include "passes/passes.h"
 
@@ -235,9 +236,10 @@ static ad_status_t check_args(const fe_class_t *cls, const char *path, const fe_
   const fe_node_t *peft = a[A_USE_PEFT].node ? a[A_USE_PEFT].node : section;
   if (a[A_USE_PEFT].b) {
     if (a[A_LORA_TARGETS].is_null || !a[A_LORA_TARGETS].list)
-      return fe_error_at(peft, "%s.init_args: use_peft needs lora_target_modules (peft 0.13.2 "
-                               "has no default LoRA targets for ESM: \"Please specify "
-                               "`target_modules` in `peft_config`\"), e.g. [query, value]",
+      return fe_error_at(peft,
+                         "%s.init_args: use_peft needs lora_target_modules (peft 0.13.2 "
+                         "has no default LoRA targets for ESM: \"Please specify "
+                         "`target_modules` in `peft_config`\"), e.g. [query, value]",
                          path);
     const fe_node_t *t = a[A_LORA_TARGETS].list;
     if (t->n == 0)
@@ -265,54 +267,28 @@ static ad_status_t embedding_size(const fe_class_t *cls, const fe_arg_value_t *a
 
 /* ---- emission ------------------------------------------------------------------------------ */
 typedef struct esm {
+  fe_emit_t em; /* module, forward program, model dtype, first declaration failure */
   fe_component_ctx_t *c;
-  ir_module_t *m;
-  ir_graph_t *g;
-  ir_dtype_t dt;
   esm_hp_t hp;
   const char *base; /* "<prefix>.encoder" or "<prefix>.encoder.base_model.model" */
   int sb, sl;
-  uint32_t seed, step;
-  ad_status_t err;
 } esm_t;
 
 static const char *fmt(esm_t *e, const char *f, const char *a, const char *b) {
-  return ad_arena_printf(&e->m->arena, f, a, b);
-}
-
-static uint32_t node(esm_t *e, ir_op_t op, const char *name, const uint32_t *ins, uint32_t nin,
-                     const ir_attr_t *attrs, uint32_t nattrs, const ir_type_t *type) {
-  for (uint32_t i = 0; i < nin; i++)
-    if (ins[i] == IR_NONE) return IR_NONE;
-  const char *full = name && e->g->scope[0]
-                         ? ad_arena_printf(&e->m->arena, "%s.%s", e->g->scope, name)
-                         : name;
-  ir_node_desc_t d = {.op = op, .name = full, .inputs = ins, .ninputs = nin, .attrs = attrs,
-                      .nattrs = nattrs, .out_types = type, .nout_types = type ? 1 : 0};
-  return ir_build(e->g, &d);
-}
-
-static ir_type_t type_of(ir_dtype_t dt, int rank, const int64_t *cst, const int *sym) {
-  ir_type_t ty;
-  memset(&ty, 0, sizeof ty);
-  ty.dtype = dt;
-  ty.rank = rank;
-  for (int i = 0; i < rank; i++)
-    ty.dims[i] = sym && sym[i] >= 0 ? ir_dim_sym(sym[i]) : ir_dim_const(cst[i]);
-  return ty;
+  return ad_arena_printf(&e->em.m->arena, f, a, b);
 }
 
 /* Declares slot "<base>.<path>" (state_dict order is declaration order). */
 static void slot(esm_t *e, const char *path, int rank, int64_t d0, int64_t d1, uint32_t flags,
                  const char *init) {
-  if (e->err) return;
+  if (e->em.err) return;
   const int64_t dims[2] = {d0, d1};
-  ir_type_t ty = type_of(e->dt, rank, dims, NULL);
-  e->err = ir_module_add_slot(e->m, fmt(e, "%s.%s", e->base, path), &ty, flags, init, NULL);
+  ir_type_t ty = fe_emit_type(e->em.dt, rank, dims, NULL);
+  e->em.err = ir_module_add_slot(e->em.m, fmt(e, "%s.%s", e->base, path), &ty, flags, init, NULL);
 }
 
 static const char *param_init(esm_t *e) {
-  return ad_arena_printf(&e->m->arena, "normal(0,%.17g)", e->hp.init_range);
+  return ad_arena_printf(&e->em.m->arena, "normal(0,%.17g)", e->hp.init_range);
 }
 
 #define P_TRAIN (IR_SLOT_PARAM | IR_SLOT_TRAINABLE)
@@ -329,79 +305,55 @@ static void ln_slots(esm_t *e, const char *path) {
 
 /* STATE_IN of "<base>.<path>", node named after the slot's local part under the scope. */
 static uint32_t read(esm_t *e, const char *path) {
-  if (e->err) return IR_NONE;
+  if (e->em.err) return IR_NONE;
   const char *name = fmt(e, "%s.%s", e->base, path);
-  int64_t s = ir_module_find_slot(e->m, name);
+  int64_t s = ir_module_find_slot(e->em.m, name);
   if (s < 0) {
-    e->err = ad_status_make(AD_STATUS_INTERNAL, "esm2 builder: no slot '%s'", name);
+    e->em.err = ad_status_make(AD_STATUS_INTERNAL, "esm2 builder: no slot '%s'", name);
     return IR_NONE;
   }
   ir_attr_t a = IR_ATTR_S("slot", name);
-  const char *saved = e->g->scope;
-  e->g->scope = "";
-  uint32_t v = node(e, IR_OP_STATE_IN, name, NULL, 0, &a, 1, &e->m->slots[s].type);
-  e->g->scope = saved;
+  const char *saved = e->em.g->scope;
+  e->em.g->scope = "";
+  uint32_t v = fe_emit_node(&e->em, IR_OP_STATE_IN, name, NULL, 0, &a, 1, &e->em.m->slots[s].type);
+  e->em.g->scope = saved;
   return v;
 }
 
 static uint32_t linear(esm_t *e, const char *path, const char *name, uint32_t x) {
   uint32_t ins[3] = {x, read(e, fmt(e, "%s.%s", path, "weight")),
                      read(e, fmt(e, "%s.%s", path, "bias"))};
-  return node(e, IR_OP_LINEAR, name, ins, 3, NULL, 0, NULL);
+  return fe_emit_node(&e->em, IR_OP_LINEAR, name, ins, 3, NULL, 0, NULL);
 }
 
 static uint32_t layernorm(esm_t *e, const char *path, const char *name, uint32_t x) {
   uint32_t ins[3] = {x, read(e, fmt(e, "%s.%s", path, "weight")),
                      read(e, fmt(e, "%s.%s", path, "bias"))};
   ir_attr_t a = IR_ATTR_F("eps", e->hp.eps);
-  return node(e, IR_OP_LAYERNORM, name, ins, 3, &a, 1, NULL);
-}
-
-/* The graph's SCALAR node `name` (declared by the task or by an earlier component), or a new
- * one at the top scope. */
-static uint32_t scalar(esm_t *e, const char *name, ir_dtype_t dt, double dflt) {
-  for (uint32_t i = 0; i < e->g->nnodes; i++) {
-    const ir_node_t *n = &e->g->nodes[i];
-    if (n->op == IR_OP_SCALAR && n->name && strcmp(n->name, name) == 0) return n->output0;
-  }
-  if (!e->err && !ir_module_find_scalar(e->m, name))
-    e->err = ir_module_add_scalar(e->m, name, dt, dflt);
-  const char *saved = e->g->scope;
-  e->g->scope = "";
-  uint32_t v = node(e, IR_OP_SCALAR, name, NULL, 0, NULL, 0, NULL);
-  e->g->scope = saved;
-  return v;
+  return fe_emit_node(&e->em, IR_OP_LAYERNORM, name, ins, 3, &a, 1, NULL);
 }
 
 /* nn.Dropout(hidden_dropout_prob); p == 0 is the identity in torch, so nothing is emitted. */
 static uint32_t dropout(esm_t *e, const char *name, uint32_t x) {
-  if (e->hp.hidden_dropout == 0.0 || x == IR_NONE) return x;
-  if (e->seed == IR_NONE) {
-    e->seed = scalar(e, "seed", IR_DTYPE_I64, 0.0);
-    e->step = scalar(e, "step", IR_DTYPE_I64, 0.0);
-  }
-  const char *full = ad_arena_printf(&e->m->arena, "%s.%s", e->g->scope, name);
-  ir_attr_t a[2] = {IR_ATTR_F("p", e->hp.hidden_dropout), IR_ATTR_S("key", full)};
-  uint32_t ins[3] = {x, e->seed, e->step};
-  return node(e, IR_OP_DROPOUT, name, ins, 3, a, 2, NULL);
+  return fe_emit_dropout(&e->em, name, x, e->hp.hidden_dropout);
 }
 
 static uint32_t split_heads(esm_t *e, const char *name, uint32_t x) {
   int64_t nh = e->hp.heads, d = e->hp.hidden / nh;
-  ir_type_t ty =
-      type_of(e->dt, 4, (const int64_t[]){0, 0, nh, d}, (const int[]){e->sb, e->sl, -1, -1});
-  uint32_t r = node(e, IR_OP_RESHAPE, NULL, &x, 1, NULL, 0, &ty);
+  ir_type_t ty = fe_emit_type(e->em.dt, 4, (const int64_t[]){0, 0, nh, d},
+                              (const int[]){e->sb, e->sl, -1, -1});
+  uint32_t r = fe_emit_node(&e->em, IR_OP_RESHAPE, NULL, &x, 1, NULL, 0, &ty);
   const int64_t perm[4] = {0, 2, 1, 3};
   ir_attr_t a = IR_ATTR_INTS("perm", perm, 4);
-  return node(e, IR_OP_PERMUTE, name, &r, 1, &a, 1, NULL); /* [B, nh, L, d] */
+  return fe_emit_node(&e->em, IR_OP_PERMUTE, name, &r, 1, &a, 1, NULL); /* [B, nh, L, d] */
 }
 
 static uint32_t layer(esm_t *e, const char *lp, uint32_t x, uint32_t madd) {
   int64_t h = e->hp.hidden, d = h / e->hp.heads;
   /* EsmAttention: LayerNorm -> EsmSelfAttention -> EsmSelfOutput (dense, dropout, residual) */
-  ir_push_scope(e->g, "attention");
+  ir_push_scope(e->em.g, "attention");
   uint32_t hn = layernorm(e, fmt(e, "%s.%s", lp, "attention.LayerNorm"), "LayerNorm", x);
-  ir_push_scope(e->g, "self");
+  ir_push_scope(e->em.g, "self");
   uint32_t q = linear(e, fmt(e, "%s.%s", lp, "attention.self.query"), "query", hn);
   uint32_t k = linear(e, fmt(e, "%s.%s", lp, "attention.self.key"), "key", hn);
   uint32_t v = linear(e, fmt(e, "%s.%s", lp, "attention.self.value"), "value", hn);
@@ -410,38 +362,40 @@ static uint32_t layer(esm_t *e, const char *lp, uint32_t x, uint32_t madd) {
   v = split_heads(e, "v_heads", v);
   /* query_layer * attention_head_size**-0.5 (a Python float), before the rotary embedding */
   ir_attr_t qs[2] = {IR_ATTR_F("alpha", pow((double)d, -0.5)), IR_ATTR_F("beta", 0.0)};
-  q = node(e, IR_OP_SCALE, "q_scaled", &q, 1, qs, 2, NULL);
+  q = fe_emit_node(&e->em, IR_OP_SCALE, "q_scaled", &q, 1, qs, 2, NULL);
   ir_attr_t ra[2] = {IR_ATTR_F("base", ROPE_BASE), IR_ATTR_I("inverse", 0)};
-  q = node(e, IR_OP_ROTARY, "q_rotary", &q, 1, ra, 2, NULL);
-  k = node(e, IR_OP_ROTARY, "k_rotary", &k, 1, ra, 2, NULL);
+  q = fe_emit_node(&e->em, IR_OP_ROTARY, "q_rotary", &q, 1, ra, 2, NULL);
+  k = fe_emit_node(&e->em, IR_OP_ROTARY, "k_rotary", &k, 1, ra, 2, NULL);
   uint32_t ins[4] = {q, k, v, madd};
   ir_attr_t sc = IR_ATTR_F("scale", 1.0);
-  uint32_t o = node(e, IR_OP_ATTENTION, "attention", ins, 4, &sc, 1, NULL); /* [B, nh, L, d] */
+  uint32_t o =
+      fe_emit_node(&e->em, IR_OP_ATTENTION, "attention", ins, 4, &sc, 1, NULL); /* [B, nh, L, d] */
   const int64_t perm[4] = {0, 2, 1, 3};
   ir_attr_t pa = IR_ATTR_INTS("perm", perm, 4);
-  o = node(e, IR_OP_PERMUTE, NULL, &o, 1, &pa, 1, NULL);
-  ir_type_t mt = type_of(e->dt, 3, (const int64_t[]){0, 0, h}, (const int[]){e->sb, e->sl, -1});
-  o = node(e, IR_OP_RESHAPE, "context", &o, 1, NULL, 0, &mt); /* [B, L, H] */
-  ir_pop_scope(e->g);
-  ir_push_scope(e->g, "output");
+  o = fe_emit_node(&e->em, IR_OP_PERMUTE, NULL, &o, 1, &pa, 1, NULL);
+  ir_type_t mt =
+      fe_emit_type(e->em.dt, 3, (const int64_t[]){0, 0, h}, (const int[]){e->sb, e->sl, -1});
+  o = fe_emit_node(&e->em, IR_OP_RESHAPE, "context", &o, 1, NULL, 0, &mt); /* [B, L, H] */
+  ir_pop_scope(e->em.g);
+  ir_push_scope(e->em.g, "output");
   o = linear(e, fmt(e, "%s.%s", lp, "attention.output.dense"), "dense", o);
   o = dropout(e, "dropout", o);
   uint32_t r1[2] = {o, x};
-  x = node(e, IR_OP_ADD, "residual", r1, 2, NULL, 0, NULL);
-  ir_pop_scope(e->g);
-  ir_pop_scope(e->g);
+  x = fe_emit_node(&e->em, IR_OP_ADD, "residual", r1, 2, NULL, 0, NULL);
+  ir_pop_scope(e->em.g);
+  ir_pop_scope(e->em.g);
   /* feed_forward_chunk: LayerNorm -> EsmIntermediate (dense, gelu) -> EsmOutput */
   hn = layernorm(e, fmt(e, "%s.%s", lp, "LayerNorm"), "LayerNorm", x);
-  ir_push_scope(e->g, "intermediate");
+  ir_push_scope(e->em.g, "intermediate");
   uint32_t f = linear(e, fmt(e, "%s.%s", lp, "intermediate.dense"), "dense", hn); /* [B, L, F] */
-  f = node(e, IR_OP_GELU_ERF, "gelu", &f, 1, NULL, 0, NULL);
-  ir_pop_scope(e->g);
-  ir_push_scope(e->g, "output");
+  f = fe_emit_node(&e->em, IR_OP_GELU_ERF, "gelu", &f, 1, NULL, 0, NULL);
+  ir_pop_scope(e->em.g);
+  ir_push_scope(e->em.g, "output");
   f = linear(e, fmt(e, "%s.%s", lp, "output.dense"), "dense", f);
   f = dropout(e, "dropout", f);
   uint32_t r2[2] = {f, x};
-  x = node(e, IR_OP_ADD, "residual", r2, 2, NULL, 0, NULL);
-  ir_pop_scope(e->g);
+  x = fe_emit_node(&e->em, IR_OP_ADD, "residual", r2, 2, NULL, 0, NULL);
+  ir_pop_scope(e->em.g);
   return x;
 }
 
@@ -459,9 +413,9 @@ static void declare_slots(esm_t *e) {
     linear_slots(e, fmt(e, "%s.%s", lp, "attention.self.key"), h, h, 0);
     linear_slots(e, fmt(e, "%s.%s", lp, "attention.self.value"), h, h, 0);
     /* A constant the ROTARY op recomputes; kept as a buffer because the peer saves it. */
-    slot(e, fmt(e, "%s.%s", lp, "attention.self.rotary_embeddings.inv_freq"), 1,
-         h / hp->heads / 2, 0, IR_SLOT_BUFFER | IR_SLOT_UNUSED,
-         ad_arena_printf(&e->m->arena, "rope_inv_freq(10000,%lld)", (long long)(h / hp->heads)));
+    slot(e, fmt(e, "%s.%s", lp, "attention.self.rotary_embeddings.inv_freq"), 1, h / hp->heads / 2,
+         0, IR_SLOT_BUFFER | IR_SLOT_UNUSED,
+         ad_arena_printf(&e->em.m->arena, "rope_inv_freq(10000,%lld)", (long long)(h / hp->heads)));
     linear_slots(e, fmt(e, "%s.%s", lp, "attention.output.dense"), h, h, 0);
     ln_slots(e, fmt(e, "%s.%s", lp, "attention.LayerNorm"));
     linear_slots(e, fmt(e, "%s.%s", lp, "intermediate.dense"), h, hp->ffn, 0);
@@ -476,82 +430,86 @@ static void declare_slots(esm_t *e) {
 
 static ad_status_t build(fe_component_ctx_t *c, const char *omic, fe_seq_t *out) {
   const fe_arg_value_t *a = c->args;
-  esm_t e = {.c = c, .m = c->b->module, .g = c->b->forward, .dt = c->b->dtype,
-             .seed = IR_NONE, .step = IR_NONE};
+  esm_t e = {.em = {.m = c->b->module, .g = c->b->forward, .dt = c->b->dtype}, .c = c};
   AD_RETURN_IF_ERROR(resolve_hp(c->cls, a, &e.hp));
   bool peft = a[A_USE_PEFT].b;
-  e.base = ad_arena_printf(&e.m->arena, "%s.encoder%s", c->prefix,
-                           peft ? ".base_model.model" : "");
+  e.base =
+      ad_arena_printf(&e.em.m->arena, "%s.encoder%s", c->prefix, peft ? ".base_model.model" : "");
 
   /* The per-modality length symbol "L_<omic>", bounded by max_length (tokens, specials
    * included) or, without truncation, max_position_embeddings (as the AIDO.RNA builder). */
   int64_t bound = a[A_MAX_LENGTH].is_null ? e.hp.max_pos : a[A_MAX_LENGTH].i;
-  const char *lname = ad_arena_printf(&e.m->arena, "L_%s", omic);
-  e.sl = ir_module_find_symbol(e.m, lname);
-  if (e.sl < 0) AD_RETURN_IF_ERROR(ir_module_add_symbol(e.m, lname, bound, &e.sl));
-  else if (e.m->symbols[e.sl].bound != bound)
+  const char *lname = ad_arena_printf(&e.em.m->arena, "L_%s", omic);
+  e.sl = ir_module_find_symbol(e.em.m, lname);
+  if (e.sl < 0)
+    AD_RETURN_IF_ERROR(ir_module_add_symbol(e.em.m, lname, bound, &e.sl));
+  else if (e.em.m->symbols[e.sl].bound != bound)
     return ad_status_make(AD_STATUS_INVALID_ARGUMENT,
-                          "%s: length symbol %s already bound to %lld, not %lld", c->prefix,
-                          lname, (long long)e.m->symbols[e.sl].bound, (long long)bound);
+                          "%s: length symbol %s already bound to %lld, not %lld", c->prefix, lname,
+                          (long long)e.em.m->symbols[e.sl].bound, (long long)bound);
   e.sb = c->b->sym_batch;
 
   declare_slots(&e);
-  if (e.err) return e.err;
+  if (e.em.err) return e.em.err;
 
-  const char *saved = e.g->scope;
-  e.g->scope = "";
-  ir_type_t ids_t = type_of(IR_DTYPE_I64, 2, (const int64_t[]){0, 0}, (const int[]){e.sb, e.sl});
-  ir_type_t mask_t = type_of(e.dt, 2, (const int64_t[]){0, 0}, (const int[]){e.sb, e.sl});
-  uint32_t ids =
-      node(&e, IR_OP_INPUT, fmt(&e, "%s_%s", omic, "input_ids"), NULL, 0, NULL, 0, &ids_t);
-  uint32_t mask =
-      node(&e, IR_OP_INPUT, fmt(&e, "%s_%s", omic, "attention_mask"), NULL, 0, NULL, 0, &mask_t);
-  e.g->scope = saved;
+  const char *saved = e.em.g->scope;
+  e.em.g->scope = "";
+  ir_type_t ids_t =
+      fe_emit_type(IR_DTYPE_I64, 2, (const int64_t[]){0, 0}, (const int[]){e.sb, e.sl});
+  ir_type_t mask_t = fe_emit_type(e.em.dt, 2, (const int64_t[]){0, 0}, (const int[]){e.sb, e.sl});
+  uint32_t ids = fe_emit_node(&e.em, IR_OP_INPUT, fmt(&e, "%s_%s", omic, "input_ids"), NULL, 0,
+                              NULL, 0, &ids_t);
+  uint32_t mask = fe_emit_node(&e.em, IR_OP_INPUT, fmt(&e, "%s_%s", omic, "attention_mask"), NULL,
+                               0, NULL, 0, &mask_t);
+  e.em.g->scope = saved;
 
   /* e.base has several dotted parts, which ir_pop_scope would take off one at a time. */
-  const char *outer = e.g->scope;
-  ir_push_scope(e.g, e.base);
-  ir_push_scope(e.g, "embeddings");
+  const char *outer = e.em.g->scope;
+  ir_push_scope(e.em.g, e.base);
+  ir_push_scope(e.em.g, "embeddings");
   uint32_t emb_in[2] = {read(&e, "embeddings.word_embeddings.weight"), ids};
   ir_attr_t pad = IR_ATTR_I("padding_idx", e.hp.pad_token);
-  uint32_t x = node(&e, IR_OP_EMBEDDING, "word_embeddings", emb_in, 2, &pad, 1, NULL);
+  uint32_t x = fe_emit_node(&e.em, IR_OP_EMBEDDING, "word_embeddings", emb_in, 2, &pad, 1, NULL);
   if (e.hp.token_dropout) {
     uint32_t td_in[3] = {x, ids, mask};
     ir_attr_t td[2] = {IR_ATTR_I("mask_token", e.hp.mask_token), IR_ATTR_F("ratio", 0.15 * 0.8)};
-    x = node(&e, IR_OP_ESM_TOKEN_DROPOUT, "token_dropout", td_in, 3, td, 2, NULL);
+    x = fe_emit_node(&e.em, IR_OP_ESM_TOKEN_DROPOUT, "token_dropout", td_in, 3, td, 2, NULL);
   } else {
     /* embeddings * attention_mask.unsqueeze(-1) */
-    ir_type_t m3 = type_of(e.dt, 3, (const int64_t[]){0, 0, 1}, (const int[]){e.sb, e.sl, -1});
-    uint32_t m = node(&e, IR_OP_RESHAPE, "mask3", &mask, 1, NULL, 0, &m3);
+    ir_type_t m3 =
+        fe_emit_type(e.em.dt, 3, (const int64_t[]){0, 0, 1}, (const int[]){e.sb, e.sl, -1});
+    uint32_t m = fe_emit_node(&e.em, IR_OP_RESHAPE, "mask3", &mask, 1, NULL, 0, &m3);
     uint32_t mm[2] = {x, m};
-    x = node(&e, IR_OP_MUL, "masked", mm, 2, NULL, 0, NULL);
+    x = fe_emit_node(&e.em, IR_OP_MUL, "masked", mm, 2, NULL, 0, NULL);
   }
   x = dropout(&e, "dropout", x); /* [B, L, H] */
-  ir_pop_scope(e.g);
+  ir_pop_scope(e.em.g);
 
   /* get_extended_attention_mask: (1 - mask) * finfo.min == mask * (-min) + min, exact for a
    * 0/1 mask; added to the scores of every head and query. */
-  double fmin = e.dt == IR_DTYPE_F64 ? -DBL_MAX : -(double)FLT_MAX;
+  double fmin = e.em.dt == IR_DTYPE_F64 ? -DBL_MAX : -(double)FLT_MAX;
   ir_attr_t sc[2] = {IR_ATTR_F("alpha", -fmin), IR_ATTR_F("beta", fmin)};
-  uint32_t madd = node(&e, IR_OP_SCALE, "extended_attention_mask", &mask, 1, sc, 2, NULL);
-  ir_type_t m4 = type_of(e.dt, 4, (const int64_t[]){0, 1, 1, 0}, (const int[]){e.sb, -1, -1, e.sl});
-  madd = node(&e, IR_OP_RESHAPE, "extended_attention_mask.view", &madd, 1, NULL, 0, &m4);
+  uint32_t madd =
+      fe_emit_node(&e.em, IR_OP_SCALE, "extended_attention_mask", &mask, 1, sc, 2, NULL);
+  ir_type_t m4 =
+      fe_emit_type(e.em.dt, 4, (const int64_t[]){0, 1, 1, 0}, (const int[]){e.sb, -1, -1, e.sl});
+  madd = fe_emit_node(&e.em, IR_OP_RESHAPE, "extended_attention_mask.view", &madd, 1, NULL, 0, &m4);
 
-  ir_push_scope(e.g, "encoder");
-  ir_push_scope(e.g, "layer");
+  ir_push_scope(e.em.g, "encoder");
+  ir_push_scope(e.em.g, "layer");
   for (int64_t i = 0; i < e.hp.layers; i++) {
     char idx[24], lp[48];
     snprintf(idx, sizeof idx, "%lld", (long long)i);
     snprintf(lp, sizeof lp, "encoder.layer.%lld", (long long)i);
-    ir_push_scope(e.g, idx);
+    ir_push_scope(e.em.g, idx);
     x = layer(&e, lp, x, madd);
-    ir_pop_scope(e.g);
+    ir_pop_scope(e.em.g);
   }
-  ir_pop_scope(e.g);
+  ir_pop_scope(e.em.g);
   x = layernorm(&e, "encoder.emb_layer_norm_after", "emb_layer_norm_after", x);
-  e.g->scope = outer;
-  if (e.err) return e.err;
-  ad_status_t gst = ir_graph_take_error(e.g);
+  e.em.g->scope = outer;
+  if (e.em.err) return e.em.err;
+  ad_status_t gst = ir_graph_take_error(e.em.g);
   if (gst) return ad_status_annotate(gst, "building %s for %s", c->cls->class_path, c->prefix);
 
   if (peft) {
@@ -562,18 +520,18 @@ static ad_status_t build(fe_component_ctx_t *c, const char *omic, fe_seq_t *out)
     pass_lora_options_t lo = {.prefix = c->prefix, .targets = targets, .ntargets = nt,
                               .r = a[A_LORA_R].i, .alpha = (double)a[A_LORA_ALPHA].i,
                               .dropout = a[A_LORA_DROPOUT].f};
-    AD_RETURN_IF_ERROR(pass_lora(e.m, e.g, &lo, &x, 1, NULL));
+    AD_RETURN_IF_ERROR(pass_lora(e.em.m, e.em.g, &lo, &x, 1, NULL));
   } else if (a[A_FROZEN].b) {
-    AD_RETURN_IF_ERROR(pass_freeze(e.m, ad_arena_printf(&e.m->arena, "%s.encoder", c->prefix),
-                                   NULL));
+    AD_RETURN_IF_ERROR(
+        pass_freeze(e.em.m, ad_arena_printf(&e.em.m->arena, "%s.encoder", c->prefix), NULL));
   }
   /* ESM.on_save_checkpoint: with save_peft_only, a frozen encoder is left out of checkpoints
    * entirely (LoRA included, even though use_peft trains it), a PEFT one but for lora_A/B. */
   if ((peft || a[A_FROZEN].b) && a[A_SAVE_PEFT_ONLY].b) {
-    const char *enc = ad_arena_printf(&e.m->arena, "%s.encoder.", c->prefix);
+    const char *enc = ad_arena_printf(&e.em.m->arena, "%s.encoder.", c->prefix);
     size_t n = strlen(enc);
-    for (uint32_t i = 0; i < e.m->nslots; i++) {
-      ir_state_slot_t *s = &e.m->slots[i];
+    for (uint32_t i = 0; i < e.em.m->nslots; i++) {
+      ir_state_slot_t *s = &e.em.m->slots[i];
       if (strncmp(s->name, enc, n) != 0) continue;
       bool lora = strstr(s->name, ".lora_A.default.") || strstr(s->name, ".lora_B.default.");
       if (!lora || a[A_FROZEN].b) s->flags |= IR_SLOT_NOSAVE;

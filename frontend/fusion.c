@@ -14,82 +14,24 @@
 #include <math.h>
 #include <string.h>
 
+#include "frontend/emit.h"
 #include "frontend/fe_internal.h"
 
 /* ---- emission helpers ------------------------------------------------------------------------ */
-typedef struct em {
-  fe_component_ctx_t *c;
-  ir_graph_t *g;
-  ir_dtype_t dt;
-  ad_status_t err; /* first failure outside ir_build (slot declarations) */
-} em_t;
-
-static const char *scoped(em_t *e, const char *part) {
-  if (!e->g->scope[0]) return part;
-  return ad_arena_printf(&e->c->b->module->arena, "%s.%s", e->g->scope, part);
-}
-
-static uint32_t node(em_t *e, ir_op_t op, const char *name, const uint32_t *ins, uint32_t nin,
-                     const ir_attr_t *attrs, uint32_t nattrs, const ir_type_t *type) {
-  if (e->err) return IR_NONE;
-  for (uint32_t i = 0; i < nin; i++)
-    if (ins[i] == IR_NONE) return IR_NONE; /* an earlier failure is already recorded */
-  ir_node_desc_t d = {.op = op,
-                      .name = name ? scoped(e, name) : NULL,
-                      .inputs = ins,
-                      .ninputs = nin,
-                      .attrs = attrs,
-                      .nattrs = nattrs,
-                      .out_types = type,
-                      .nout_types = type ? 1 : 0};
-  return ir_build(e->g, &d);
-}
-
-/* A trainable parameter [d0] or [d0, d1] named "<scope>.<local>" (slot and STATE_IN node). */
-static uint32_t param(em_t *e, const char *local, int rank, int64_t d0, int64_t d1,
-                      const char *init) {
-  if (e->err) return IR_NONE;
-  ir_type_t ty;
-  memset(&ty, 0, sizeof ty);
-  ty.dtype = e->dt;
-  ty.rank = rank;
-  ty.dims[0] = ir_dim_const(d0);
-  if (rank > 1) ty.dims[1] = ir_dim_const(d1);
-  const char *name = scoped(e, local);
-  e->err = ir_module_add_slot(e->c->b->module, name, &ty, IR_SLOT_PARAM | IR_SLOT_TRAINABLE, init,
-                              NULL);
-  if (e->err) return IR_NONE;
-  ir_attr_t a = IR_ATTR_S("slot", name);
-  return node(e, IR_OP_STATE_IN, local, NULL, 0, &a, 1, &ty);
-}
-
-/* torch.nn.Linear(in, out) with its default init: weight and bias U(+-1/sqrt(in)). */
-static uint32_t linear(em_t *e, const char *name, uint32_t x, int64_t in, int64_t out) {
-  const char *init =
-      ad_arena_printf(&e->c->b->module->arena, "uniform(%.17g,%.17g)", -1.0 / sqrt((double)in),
-                      1.0 / sqrt((double)in));
-  ir_push_scope(e->g, name);
-  uint32_t w = param(e, "weight", 2, out, in, init);
-  uint32_t b = param(e, "bias", 1, out, 0, init);
-  ir_pop_scope(e->g);
-  uint32_t ins[3] = {x, w, b};
-  return node(e, IR_OP_LINEAR, name, ins, 3, NULL, 0, NULL);
-}
-
 /* Reshape keeping x's first `keep` dims and appending the given constant tail. */
-static uint32_t reshape_tail(em_t *e, const char *name, uint32_t x, int keep, const int64_t *tail,
-                             int ntail) {
+static uint32_t reshape_tail(fe_emit_t *e, const char *name, uint32_t x, int keep,
+                             const int64_t *tail, int ntail) {
   if (x == IR_NONE) return IR_NONE;
   ir_type_t ty = *ir_value_type(e->g, x);
   ty.rank = keep + ntail;
   for (int i = 0; i < ntail; i++) ty.dims[keep + i] = ir_dim_const(tail[i]);
-  return node(e, IR_OP_RESHAPE, name, &x, 1, NULL, 0, &ty);
+  return fe_emit_node(e, IR_OP_RESHAPE, name, &x, 1, NULL, 0, &ty);
 }
 
-static uint32_t permute0213(em_t *e, const char *name, uint32_t x) {
+static uint32_t permute0213(fe_emit_t *e, const char *name, uint32_t x) {
   static const int64_t perm[4] = {0, 2, 1, 3};
   ir_attr_t a = IR_ATTR_INTS("perm", perm, 4);
-  return node(e, IR_OP_PERMUTE, name, &x, 1, &a, 1, NULL);
+  return fe_emit_node(e, IR_OP_PERMUTE, name, &x, 1, &a, 1, NULL);
 }
 
 /* The error place for a component argument: its node, else the model section. */
@@ -113,14 +55,14 @@ static ad_status_t cross_output_size(const fe_class_t *cls, const fe_arg_value_t
 }
 
 /* [B, L, H] -> [B, h, L, d] */
-static uint32_t split_heads(em_t *e, const char *name, uint32_t x, int64_t h, int64_t d) {
+static uint32_t split_heads(fe_emit_t *e, const char *name, uint32_t x, int64_t h, int64_t d) {
   const int64_t tail[2] = {h, d};
   return permute0213(e, name, reshape_tail(e, NULL, x, 2, tail, 2));
 }
 
 /* mq [B, Lq] and mc [B, Lc] -> [B, 1, Lq, Lc] = mq[:, None, :, None] * mc[:, None, None, :]
  * (the peer's get_encoder_attention_mask). */
-static uint32_t pair_mask(em_t *e, uint32_t mq, uint32_t mc) {
+static uint32_t pair_mask(fe_emit_t *e, uint32_t mq, uint32_t mc) {
   if (mq == IR_NONE || mc == IR_NONE) return IR_NONE;
   ir_type_t tq = *ir_value_type(e->g, mq), tc = *ir_value_type(e->g, mc);
   ir_type_t a = tq, b = tc, p4 = tq;
@@ -133,34 +75,34 @@ static uint32_t pair_mask(em_t *e, uint32_t mq, uint32_t mc) {
   p4.dims[1] = ir_dim_const(1);
   p4.dims[2] = tq.dims[1];
   p4.dims[3] = tc.dims[1];
-  uint32_t ra = node(e, IR_OP_RESHAPE, NULL, &mq, 1, NULL, 0, &a);
-  uint32_t rb = node(e, IR_OP_RESHAPE, NULL, &mc, 1, NULL, 0, &b);
+  uint32_t ra = fe_emit_node(e, IR_OP_RESHAPE, NULL, &mq, 1, NULL, 0, &a);
+  uint32_t rb = fe_emit_node(e, IR_OP_RESHAPE, NULL, &mc, 1, NULL, 0, &b);
   uint32_t ab[2] = {ra, rb};
-  uint32_t m = node(e, IR_OP_MUL, "encoder_attention_mask", ab, 2, NULL, 0, NULL);
-  return node(e, IR_OP_RESHAPE, "encoder_attention_mask.view", &m, 1, NULL, 0, &p4);
+  uint32_t m = fe_emit_node(e, IR_OP_MUL, "encoder_attention_mask", ab, 2, NULL, 0, NULL);
+  return fe_emit_node(e, IR_OP_RESHAPE, "encoder_attention_mask.view", &m, 1, NULL, 0, &p4);
 }
 
 /* One MultiHeadAttention layer: x [B, Lq, Hq], ctx [B, Lc, Hc] -> [B, Lq, Hq]. */
-static uint32_t mha(em_t *e, const char *name, uint32_t x, int64_t hq, uint32_t ctx, int64_t hc,
-                    uint32_t mask4, int64_t heads) {
+static uint32_t mha(fe_emit_t *e, const char *name, uint32_t x, int64_t hq, uint32_t ctx,
+                    int64_t hc, uint32_t mask4, int64_t heads) {
   int64_t d = hq / heads;
   ir_push_scope(e->g, name);
-  uint32_t q = linear(e, "query", x, hq, hq);
-  uint32_t k = linear(e, "key", ctx, hc, hq);
-  uint32_t v = linear(e, "value", ctx, hc, hq);
+  uint32_t q = fe_emit_linear(e, "query", x, hq, hq, true);
+  uint32_t k = fe_emit_linear(e, "key", ctx, hc, hq, true);
+  uint32_t v = fe_emit_linear(e, "value", ctx, hc, hq, true);
   q = split_heads(e, "q_heads", q, heads, d);
   k = split_heads(e, "k_heads", k, heads, d);
   v = split_heads(e, "v_heads", v, heads, d);
   ir_attr_t at[2] = {IR_ATTR_F("scale", 1.0 / sqrt((double)d)), IR_ATTR_S("mask_mode", "fill")};
   uint32_t ins[4] = {q, k, v, mask4};
-  uint32_t o = node(e, IR_OP_ATTENTION, "attention", ins, mask4 == IR_NONE ? 3 : 4, at,
-                    mask4 == IR_NONE ? 1 : 2, NULL); /* O: [B, h, Lq, d] */
+  uint32_t o = fe_emit_node(e, IR_OP_ATTENTION, "attention", ins, mask4 == IR_NONE ? 3 : 4, at,
+                            mask4 == IR_NONE ? 1 : 2, NULL); /* O: [B, h, Lq, d] */
   o = permute0213(e, NULL, o);
   const int64_t tail[1] = {hq};
   o = reshape_tail(e, "context_layer", o, 2, tail, 1); /* [B, Lq, Hq] */
-  o = linear(e, "dense", o, hq, hq);
+  o = fe_emit_linear(e, "dense", o, hq, hq, true);
   uint32_t res[2] = {o, x};
-  uint32_t y = node(e, IR_OP_ADD, "residual", res, 2, NULL, 0, NULL);
+  uint32_t y = fe_emit_node(e, IR_OP_ADD, "residual", res, 2, NULL, 0, NULL);
   ir_pop_scope(e->g);
   return y;
 }
@@ -186,7 +128,7 @@ static ad_status_t cross_build(fe_component_ctx_t *c, const fe_seq_t *ins, uint3
                        "CrossAttentionFusion (%s): hidden size %lld of the query modality "
                        "(backbone_order[0]) is not divisible by %lld heads",
                        c->prefix, (long long)hq, (long long)heads);
-  em_t e = {.c = c, .g = c->b->forward, .dt = c->b->dtype};
+  fe_emit_t e = {.m = c->b->module, .g = c->b->forward, .dt = c->b->dtype};
   const char *outer = e.g->scope; /* the prefix is dotted: restore, not pop */
   ir_push_scope(e.g, c->prefix);
   uint32_t x = ins[0].hidden;
@@ -249,7 +191,7 @@ static ad_status_t concat_build(fe_component_ctx_t *c, const fe_seq_t *ins, uint
   int64_t P = c->args ? c->args[CF_PROJECT].i : 512;
   const char *pooling = c->args && c->args[CF_POOLING].s ? c->args[CF_POOLING].s : "mean_pooling";
   bool cls_pool = strcmp(pooling, "cls_pooling") == 0;
-  em_t e = {.c = c, .g = c->b->forward, .dt = c->b->dtype};
+  fe_emit_t e = {.m = c->b->module, .g = c->b->forward, .dt = c->b->dtype};
   const char *outer = e.g->scope; /* the prefix is dotted: restore, not pop */
   ir_push_scope(e.g, c->prefix);
   static const char *const proj[3] = {"project", "project_1", "project_2"};
@@ -258,20 +200,20 @@ static ad_status_t concat_build(fe_component_ctx_t *c, const fe_seq_t *ins, uint
   for (uint32_t i = 0; i < n; i++) {
     uint32_t p;
     if (cls_pool) {
-      p = node(&e, IR_OP_CLS_POOL, pool[i], &ins[i].hidden, 1, NULL, 0, NULL);
+      p = fe_emit_node(&e, IR_OP_CLS_POOL, pool[i], &ins[i].hidden, 1, NULL, 0, NULL);
     } else if (ins[i].mask != IR_NONE) {
       uint32_t pin[2] = {ins[i].hidden, ins[i].mask};
-      p = node(&e, IR_OP_MASKED_MEAN_POOL, pool[i], pin, 2, NULL, 0, NULL);
+      p = fe_emit_node(&e, IR_OP_MASKED_MEAN_POOL, pool[i], pin, 2, NULL, 0, NULL);
     } else {
       /* The peer's mean pooling needs a mask; a backbone without one has all tokens valid. */
       const int64_t axes[1] = {1};
       ir_attr_t at[2] = {IR_ATTR_INTS("axes", axes, 1), IR_ATTR_I("keepdim", 0)};
-      p = node(&e, IR_OP_REDUCE_MEAN, pool[i], &ins[i].hidden, 1, at, 2, NULL);
+      p = fe_emit_node(&e, IR_OP_REDUCE_MEAN, pool[i], &ins[i].hidden, 1, at, 2, NULL);
     }
-    z[i] = linear(&e, proj[i], p, ins[i].size, P); /* [B, P] */
+    z[i] = fe_emit_linear(&e, proj[i], p, ins[i].size, P, true); /* [B, P] */
   }
   ir_attr_t ax = IR_ATTR_I("axis", 1);
-  uint32_t y = node(&e, IR_OP_CONCAT, "concat", z, n, &ax, 1, NULL); /* [B, n*P] */
+  uint32_t y = fe_emit_node(&e, IR_OP_CONCAT, "concat", z, n, &ax, 1, NULL); /* [B, n*P] */
   e.g->scope = outer;
   *out = (fe_seq_t){.hidden = y, .mask = IR_NONE, .size = P * (int64_t)n, .len_sym = -1};
   return e.err;

@@ -41,6 +41,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "frontend/emit.h"
 #include "frontend/fe_internal.h"
 #include "passes/passes.h"
 
@@ -265,62 +266,12 @@ static ad_status_t embedding_size(const fe_class_t *cls, const fe_arg_value_t *a
 
 /* ---- emission -------------------------------------------------------------------------- */
 typedef struct rb {
+  fe_emit_t em; /* module, forward program, model dtype, first declaration failure */
   fe_component_ctx_t *c;
-  ir_module_t *m;
-  ir_graph_t *g;
-  ir_dtype_t dt;
   rna_cfg_t cfg;
-  ad_status_t err;
-  uint32_t seed, step;
   int sb, sl;
   const char *init_w;
 } rb_t;
-
-static const char *scoped(rb_t *t, const char *part) {
-  if (!t->g->scope[0]) return part;
-  return ad_arena_printf(&t->m->arena, "%s.%s", t->g->scope, part);
-}
-
-static uint32_t node(rb_t *t, ir_op_t op, const char *name, const uint32_t *ins, uint32_t nin,
-                     const ir_attr_t *attrs, uint32_t nattrs, const ir_type_t *type) {
-  for (uint32_t i = 0; i < nin; i++)
-    if (ins[i] == IR_NONE) return IR_NONE;
-  ir_node_desc_t d = {.op = op,
-                      .name = name ? scoped(t, name) : NULL,
-                      .inputs = ins,
-                      .ninputs = nin,
-                      .attrs = attrs,
-                      .nattrs = nattrs,
-                      .out_types = type,
-                      .nout_types = type ? 1 : 0};
-  return ir_build(t->g, &d);
-}
-
-static ir_type_t mk_type(ir_dtype_t dt, int rank, const int64_t *cst, const int *sym) {
-  ir_type_t ty;
-  memset(&ty, 0, sizeof ty);
-  ty.dtype = dt;
-  ty.rank = rank;
-  for (int i = 0; i < rank; i++)
-    ty.dims[i] = sym && sym[i] >= 0 ? ir_dim_sym(sym[i]) : ir_dim_const(cst[i]);
-  return ty;
-}
-
-static uint32_t param(rb_t *t, const char *local, int rank, int64_t d0, int64_t d1,
-                      const char *init) {
-  if (t->err) return IR_NONE;
-  const int64_t dims[2] = {d0, d1};
-  ir_type_t ty = mk_type(t->dt, rank, dims, NULL);
-  const char *name = scoped(t, local);
-  ad_status_t st =
-      ir_module_add_slot(t->m, name, &ty, IR_SLOT_PARAM | IR_SLOT_TRAINABLE, init, NULL);
-  if (st) {
-    t->err = st;
-    return IR_NONE;
-  }
-  ir_attr_t a = IR_ATTR_S("slot", name);
-  return node(t, IR_OP_STATE_IN, local, NULL, 0, &a, 1, &ty);
-}
 
 typedef struct lin {
   uint32_t w, b;
@@ -328,86 +279,52 @@ typedef struct lin {
 
 /* Declares a Linear's slots (weight [out, in], bias [out] when add_linear_bias). */
 static lin_t linear_params(rb_t *t, const char *name, int64_t in, int64_t out) {
-  ir_push_scope(t->g, name);
-  lin_t l = {param(t, "weight", 2, out, in, t->init_w), IR_NONE};
-  if (t->cfg.bias) l.b = param(t, "bias", 1, out, 0, "zeros");
-  ir_pop_scope(t->g);
+  ir_push_scope(t->em.g, name);
+  lin_t l = {fe_emit_param(&t->em, "weight", 2, out, in, t->init_w), IR_NONE};
+  if (t->cfg.bias) l.b = fe_emit_param(&t->em, "bias", 1, out, 0, "zeros");
+  ir_pop_scope(t->em.g);
   return l;
 }
 
 static uint32_t linear_apply(rb_t *t, const char *name, uint32_t x, lin_t l) {
   uint32_t ins[3] = {x, l.w, l.b};
-  return node(t, IR_OP_LINEAR, name, ins, l.b == IR_NONE ? 2 : 3, NULL, 0, NULL);
+  return fe_emit_node(&t->em, IR_OP_LINEAR, name, ins, l.b == IR_NONE ? 2 : 3, NULL, 0, NULL);
 }
 
 static uint32_t norm(rb_t *t, const char *name, uint32_t x) {
   int64_t h = t->cfg.hidden;
-  ir_push_scope(t->g, name);
-  uint32_t w = param(t, "weight", 1, h, 0, "ones");
-  uint32_t b = t->cfg.rmsnorm ? IR_NONE : param(t, "bias", 1, h, 0, "zeros");
-  ir_pop_scope(t->g);
+  if (!t->cfg.rmsnorm) return fe_emit_layernorm(&t->em, name, x, h, t->cfg.eps);
+  ir_push_scope(t->em.g, name);
+  uint32_t w = fe_emit_param(&t->em, "weight", 1, h, 0, "ones");
+  ir_pop_scope(t->em.g);
   ir_attr_t a = IR_ATTR_F("eps", t->cfg.eps);
-  if (t->cfg.rmsnorm) {
-    uint32_t ins[2] = {x, w};
-    return node(t, IR_OP_RMSNORM, name, ins, 2, &a, 1, NULL);
-  }
-  uint32_t ins[3] = {x, w, b};
-  return node(t, IR_OP_LAYERNORM, name, ins, 3, &a, 1, NULL);
-}
-
-static uint32_t dropout(rb_t *t, const char *name, uint32_t x, double p) {
-  if (p == 0.0 || x == IR_NONE) return x; /* nn.Dropout(0) is the identity */
-  if (t->seed == IR_NONE) {
-    for (int i = 0; i < 2; i++) {
-      const char *nm = i ? "step" : "seed";
-      uint32_t v = IR_NONE;
-      for (uint32_t k = 0; k < t->g->nnodes; k++)
-        if (t->g->nodes[k].op == IR_OP_SCALAR && strcmp(t->g->nodes[k].name, nm) == 0)
-          v = t->g->nodes[k].output0;
-      if (v == IR_NONE) {
-        if (!ir_module_find_scalar(t->m, nm)) {
-          ad_status_t st = ir_module_add_scalar(t->m, nm, IR_DTYPE_I64, 0.0);
-          if (st) {
-            t->err = st;
-            return IR_NONE;
-          }
-        }
-        const char *saved = t->g->scope;
-        t->g->scope = "";
-        v = node(t, IR_OP_SCALAR, nm, NULL, 0, NULL, 0, NULL);
-        t->g->scope = saved;
-      }
-      *(i ? &t->step : &t->seed) = v;
-    }
-  }
-  const char *full = scoped(t, name);
-  ir_attr_t a[2] = {IR_ATTR_F("p", p), IR_ATTR_S("key", full)};
-  uint32_t ins[3] = {x, t->seed, t->step};
-  return node(t, IR_OP_DROPOUT, name, ins, 3, a, 2, NULL);
+  uint32_t ins[2] = {x, w};
+  return fe_emit_node(&t->em, IR_OP_RMSNORM, name, ins, 2, &a, 1, NULL);
 }
 
 /* [B, L, nh*d] -> [B, nh, L, d] */
 static uint32_t split_heads(rb_t *t, const char *name, uint32_t x) {
   int64_t nh = t->cfg.heads, d = t->cfg.hidden / nh;
-  ir_type_t ty = mk_type(t->dt, 4, (const int64_t[]){0, 0, nh, d}, (const int[]){t->sb, t->sl, -1, -1});
-  uint32_t r = node(t, IR_OP_RESHAPE, NULL, &x, 1, NULL, 0, &ty);
+  ir_type_t ty = fe_emit_type(t->em.dt, 4, (const int64_t[]){0, 0, nh, d},
+                              (const int[]){t->sb, t->sl, -1, -1});
+  uint32_t r = fe_emit_node(&t->em, IR_OP_RESHAPE, NULL, &x, 1, NULL, 0, &ty);
   const int64_t perm[4] = {0, 2, 1, 3};
   ir_attr_t a = IR_ATTR_INTS("perm", perm, 4);
-  return node(t, IR_OP_PERMUTE, name, &r, 1, &a, 1, NULL);
+  return fe_emit_node(&t->em, IR_OP_PERMUTE, name, &r, 1, &a, 1, NULL);
 }
 
 static uint32_t merge_heads(rb_t *t, uint32_t x) {
   const int64_t perm[4] = {0, 2, 1, 3};
   ir_attr_t a = IR_ATTR_INTS("perm", perm, 4);
-  uint32_t p = node(t, IR_OP_PERMUTE, NULL, &x, 1, &a, 1, NULL);
-  ir_type_t ty =
-      mk_type(t->dt, 3, (const int64_t[]){0, 0, t->cfg.hidden}, (const int[]){t->sb, t->sl, -1});
-  return node(t, IR_OP_RESHAPE, "merge_heads", &p, 1, NULL, 0, &ty);
+  uint32_t p = fe_emit_node(&t->em, IR_OP_PERMUTE, NULL, &x, 1, &a, 1, NULL);
+  ir_type_t ty = fe_emit_type(t->em.dt, 3, (const int64_t[]){0, 0, t->cfg.hidden},
+                              (const int[]){t->sb, t->sl, -1});
+  return fe_emit_node(&t->em, IR_OP_RESHAPE, "merge_heads", &p, 1, NULL, 0, &ty);
 }
 
 static uint32_t rotary(rb_t *t, const char *name, uint32_t x) {
   ir_attr_t a[2] = {IR_ATTR_F("base", ROPE_BASE), IR_ATTR_I("inverse", 0)};
-  return node(t, IR_OP_ROTARY, name, &x, 1, a, 2, NULL);
+  return fe_emit_node(&t->em, IR_OP_ROTARY, name, &x, 1, a, 2, NULL);
 }
 
 /* Masks shared by the layers (see the file comment). */
@@ -419,9 +336,9 @@ typedef struct masks {
 
 static uint32_t attention(rb_t *t, uint32_t x, const masks_t *mk) {
   int64_t h = t->cfg.hidden, nh = t->cfg.heads, d = h / nh;
-  ir_push_scope(t->g, "attention");
+  ir_push_scope(t->em.g, "attention");
   uint32_t hn = norm(t, "ln", x);
-  ir_push_scope(t->g, "self");
+  ir_push_scope(t->em.g, "self");
   lin_t lq = linear_params(t, "query", h, h);
   lin_t lk = linear_params(t, "key", h, h);
   lin_t lv = linear_params(t, "value", h, h);
@@ -436,39 +353,40 @@ static uint32_t attention(rb_t *t, uint32_t x, const masks_t *mk) {
     uint32_t ins[4] = {q, k, v, mk->pair_add};
     ir_attr_t at[2] = {IR_ATTR_S("mask_mode", "add_zero"),
                        IR_ATTR_F("scale", 1.0 / sqrt((double)d))};
-    o = node(t, IR_OP_ATTENTION, "attention", ins, 4, at, 2, NULL); /* [B, nh, L, d] */
+    o = fe_emit_node(&t->em, IR_OP_ATTENTION, "attention", ins, 4, at, 2, NULL); /* [B, nh, L, d] */
   } else {
     ir_attr_t tb = IR_ATTR_I("trans_b", 1);
     uint32_t qk[2] = {q, k};
-    uint32_t s = node(t, IR_OP_MATMUL, "scores", qk, 2, &tb, 1, NULL); /* [B, nh, L, L] */
+    uint32_t s =
+        fe_emit_node(&t->em, IR_OP_MATMUL, "scores", qk, 2, &tb, 1, NULL); /* [B, nh, L, L] */
     ir_attr_t sc[2] = {IR_ATTR_F("alpha", 1.0 / sqrt((double)d)), IR_ATTR_F("beta", 0.0)};
-    s = node(t, IR_OP_SCALE, "scores_scaled", &s, 1, sc, 2, NULL);
+    s = fe_emit_node(&t->em, IR_OP_SCALE, "scores_scaled", &s, 1, sc, 2, NULL);
     uint32_t sm[2] = {s, mk->pair_add};
-    s = node(t, IR_OP_ADD, "scores_masked", sm, 2, NULL, 0, NULL);
-    uint32_t p = node(t, IR_OP_SOFTMAX, "probs", &s, 1, NULL, 0, NULL);
+    s = fe_emit_node(&t->em, IR_OP_ADD, "scores_masked", sm, 2, NULL, 0, NULL);
+    uint32_t p = fe_emit_node(&t->em, IR_OP_SOFTMAX, "probs", &s, 1, NULL, 0, NULL);
     uint32_t pz[2] = {p, mk->pair};
-    p = node(t, IR_OP_MUL, "probs_zeroed", pz, 2, NULL, 0, NULL);
-    p = dropout(t, "dropout", p, t->cfg.attn_p);
+    p = fe_emit_node(&t->em, IR_OP_MUL, "probs_zeroed", pz, 2, NULL, 0, NULL);
+    p = fe_emit_dropout(&t->em, "dropout", p, t->cfg.attn_p);
     uint32_t pv[2] = {p, v};
-    o = node(t, IR_OP_MATMUL, "context", pv, 2, NULL, 0, NULL);
+    o = fe_emit_node(&t->em, IR_OP_MATMUL, "context", pv, 2, NULL, 0, NULL);
   }
   o = merge_heads(t, o); /* [B, L, H] */
-  ir_pop_scope(t->g);
-  ir_push_scope(t->g, "output");
+  ir_pop_scope(t->em.g);
+  ir_push_scope(t->em.g, "output");
   lin_t ld = linear_params(t, "dense", h, h);
   o = linear_apply(t, "dense", o, ld);
-  o = dropout(t, "dropout", o, t->cfg.hidden_p);
-  ir_pop_scope(t->g);
+  o = fe_emit_dropout(&t->em, "dropout", o, t->cfg.hidden_p);
+  ir_pop_scope(t->em.g);
   uint32_t res[2] = {x, o};
-  uint32_t y = node(t, IR_OP_ADD, "residual", res, 2, NULL, 0, NULL);
-  ir_pop_scope(t->g);
+  uint32_t y = fe_emit_node(&t->em, IR_OP_ADD, "residual", res, 2, NULL, 0, NULL);
+  ir_pop_scope(t->em.g);
   return y;
 }
 
 static uint32_t mlp_block(rb_t *t, uint32_t x) {
   int64_t h = t->cfg.hidden, f = t->cfg.inter;
   uint32_t hn = norm(t, "ln", x); /* RNABertLayer.ln */
-  ir_push_scope(t->g, "mlp");
+  ir_push_scope(t->em.g, "mlp");
   /* Declared in the peer's registration order (up, down, gate) so the manifest lists the keys
    * as its state_dict does. */
   lin_t lu = linear_params(t, "up_proj", h, f);
@@ -476,16 +394,16 @@ static uint32_t mlp_block(rb_t *t, uint32_t x) {
   lin_t lg = linear_params(t, "gate_proj", h, f);
   uint32_t gate = linear_apply(t, "gate_proj", hn, lg); /* [B, L, F] */
   uint32_t up = linear_apply(t, "up_proj", hn, lu);
-  uint32_t act = node(t, IR_OP_SILU, "act", &gate, 1, NULL, 0, NULL);
+  uint32_t act = fe_emit_node(&t->em, IR_OP_SILU, "act", &gate, 1, NULL, 0, NULL);
   uint32_t gu[2] = {act, up};
-  uint32_t prod = node(t, IR_OP_MUL, "gated", gu, 2, NULL, 0, NULL);
+  uint32_t prod = fe_emit_node(&t->em, IR_OP_MUL, "gated", gu, 2, NULL, 0, NULL);
   uint32_t down = linear_apply(t, "down_proj", prod, ld); /* [B, L, H] */
-  ir_pop_scope(t->g);
-  ir_push_scope(t->g, "output");
-  down = dropout(t, "dropout", down, t->cfg.hidden_p);
-  ir_pop_scope(t->g);
+  ir_pop_scope(t->em.g);
+  ir_push_scope(t->em.g, "output");
+  down = fe_emit_dropout(&t->em, "dropout", down, t->cfg.hidden_p);
+  ir_pop_scope(t->em.g);
   uint32_t res[2] = {x, down};
-  return node(t, IR_OP_ADD, "residual", res, 2, NULL, 0, NULL);
+  return fe_emit_node(&t->em, IR_OP_ADD, "residual", res, 2, NULL, 0, NULL);
 }
 
 /* The symbol of this backbone's length: "L_<omic>", bound max_length (or, without truncation,
@@ -493,17 +411,17 @@ static uint32_t mlp_block(rb_t *t, uint32_t x) {
 static ad_status_t length_symbol(rb_t *t, const char *omic, int *out) {
   int64_t bound =
       t->c->args[A_MAX_LENGTH].is_null ? t->cfg.max_pos : t->c->args[A_MAX_LENGTH].i;
-  const char *name = ad_arena_printf(&t->m->arena, "L_%s", omic);
-  int s = ir_module_find_symbol(t->m, name);
+  const char *name = ad_arena_printf(&t->em.m->arena, "L_%s", omic);
+  int s = ir_module_find_symbol(t->em.m, name);
   if (s >= 0) {
-    if (t->m->symbols[s].bound != bound)
+    if (t->em.m->symbols[s].bound != bound)
       return ad_status_make(AD_STATUS_INVALID_ARGUMENT,
                             "%s: symbol %s already has bound %lld, not %lld", t->c->prefix, name,
-                            (long long)t->m->symbols[s].bound, (long long)bound);
+                            (long long)t->em.m->symbols[s].bound, (long long)bound);
     *out = s;
     return AD_OK;
   }
-  return ir_module_add_symbol(t->m, name, bound, out);
+  return ir_module_add_symbol(t->em.m, name, bound, out);
 }
 
 static void set_nosave(ir_module_t *m, const char *enc, bool lora_too) {
@@ -518,90 +436,93 @@ static void set_nosave(ir_module_t *m, const char *enc, bool lora_too) {
 
 static ad_status_t build(fe_component_ctx_t *c, const char *omic, fe_seq_t *out) {
   const fe_arg_value_t *a = c->args;
-  rb_t t = {.c = c,
-            .m = c->b->module,
-            .g = c->b->forward,
-            .dt = c->b->dtype,
-            .seed = IR_NONE,
-            .step = IR_NONE,
+  rb_t t = {.em = {.m = c->b->module, .g = c->b->forward, .dt = c->b->dtype},
+            .c = c,
             .sb = c->b->sym_batch};
   AD_RETURN_IF_ERROR(resolve_cfg(c->cls, a, c->b->section, &t.cfg));
-  t.init_w = ad_arena_printf(&t.m->arena, "normal(0,%.17g)", t.cfg.init_range);
+  t.init_w = ad_arena_printf(&t.em.m->arena, "normal(0,%.17g)", t.cfg.init_range);
   AD_RETURN_IF_ERROR(length_symbol(&t, omic, &t.sl));
   bool peft = a[A_USE_PEFT].b;
   int64_t h = t.cfg.hidden;
 
   /* Inputs live at the top scope under the omic's name. */
-  const char *saved_scope = t.g->scope;
-  t.g->scope = "";
-  ir_type_t ids_t = mk_type(IR_DTYPE_I64, 2, (const int64_t[]){0, 0}, (const int[]){t.sb, t.sl});
-  ir_type_t mask_t = mk_type(t.dt, 2, (const int64_t[]){0, 0}, (const int[]){t.sb, t.sl});
-  uint32_t ids = node(&t, IR_OP_INPUT, ad_arena_printf(&t.m->arena, "%s_input_ids", omic), NULL,
-                      0, NULL, 0, &ids_t);
-  uint32_t mask = node(&t, IR_OP_INPUT, ad_arena_printf(&t.m->arena, "%s_attention_mask", omic),
-                       NULL, 0, NULL, 0, &mask_t);
-  ir_push_scope(t.g, c->prefix);
-  ir_push_scope(t.g, "encoder");
-  if (peft) ir_push_scope(t.g, "base_model.model");
+  const char *saved_scope = t.em.g->scope;
+  t.em.g->scope = "";
+  ir_type_t ids_t =
+      fe_emit_type(IR_DTYPE_I64, 2, (const int64_t[]){0, 0}, (const int[]){t.sb, t.sl});
+  ir_type_t mask_t = fe_emit_type(t.em.dt, 2, (const int64_t[]){0, 0}, (const int[]){t.sb, t.sl});
+  uint32_t ids =
+      fe_emit_node(&t.em, IR_OP_INPUT, ad_arena_printf(&t.em.m->arena, "%s_input_ids", omic), NULL,
+                   0, NULL, 0, &ids_t);
+  uint32_t mask =
+      fe_emit_node(&t.em, IR_OP_INPUT, ad_arena_printf(&t.em.m->arena, "%s_attention_mask", omic),
+                   NULL, 0, NULL, 0, &mask_t);
+  ir_push_scope(t.em.g, c->prefix);
+  ir_push_scope(t.em.g, "encoder");
+  if (peft) ir_push_scope(t.em.g, "base_model.model");
 
-  ir_push_scope(t.g, "embeddings");
-  ir_push_scope(t.g, "word_embeddings");
-  uint32_t table = param(&t, "weight", 2, t.cfg.vocab, h, t.init_w);
-  ir_pop_scope(t.g);
+  ir_push_scope(t.em.g, "embeddings");
+  ir_push_scope(t.em.g, "word_embeddings");
+  uint32_t table = fe_emit_param(&t.em, "weight", 2, t.cfg.vocab, h, t.init_w);
+  ir_pop_scope(t.em.g);
   uint32_t emb_in[2] = {table, ids};
   ir_attr_t pad = IR_ATTR_I("padding_idx", t.cfg.pad_id);
-  uint32_t x = node(&t, IR_OP_EMBEDDING, "word_embeddings", emb_in, 2, &pad, 1, NULL);
-  x = dropout(&t, "dropout", x, t.cfg.hidden_p); /* [B, L, H] */
-  ir_pop_scope(t.g);
+  uint32_t x = fe_emit_node(&t.em, IR_OP_EMBEDDING, "word_embeddings", emb_in, 2, &pad, 1, NULL);
+  x = fe_emit_dropout(&t.em, "dropout", x, t.cfg.hidden_p); /* [B, L, H] */
+  ir_pop_scope(t.em.g);
 
   /* The peer's constant is finfo(torch.float).min whatever the model dtype. */
   const double fmin = -(double)FLT_MAX;
   masks_t mk = {IR_NONE, IR_NONE, IR_NONE};
   ir_attr_t sc[2] = {IR_ATTR_F("alpha", -fmin), IR_ATTR_F("beta", fmin)};
-  ir_type_t kt = mk_type(t.dt, 4, (const int64_t[]){0, 1, 1, 0}, (const int[]){t.sb, -1, -1, t.sl});
-  ir_type_t qt = mk_type(t.dt, 4, (const int64_t[]){0, 1, 0, 1}, (const int[]){t.sb, -1, t.sl, -1});
-  uint32_t mq = node(&t, IR_OP_RESHAPE, "query_mask", &mask, 1, NULL, 0, &qt);
+  ir_type_t kt =
+      fe_emit_type(t.em.dt, 4, (const int64_t[]){0, 1, 1, 0}, (const int[]){t.sb, -1, -1, t.sl});
+  ir_type_t qt =
+      fe_emit_type(t.em.dt, 4, (const int64_t[]){0, 1, 0, 1}, (const int[]){t.sb, -1, t.sl, -1});
+  uint32_t mq = fe_emit_node(&t.em, IR_OP_RESHAPE, "query_mask", &mask, 1, NULL, 0, &qt);
   mk.query = mq;
-  uint32_t mkv = node(&t, IR_OP_RESHAPE, "key_mask", &mask, 1, NULL, 0, &kt);
+  uint32_t mkv = fe_emit_node(&t.em, IR_OP_RESHAPE, "key_mask", &mask, 1, NULL, 0, &kt);
   uint32_t pr[2] = {mq, mkv};
-  mk.pair = node(&t, IR_OP_MUL, "extended_attention_mask", pr, 2, NULL, 0, NULL); /* [B,1,L,L] */
-  mk.pair_add = node(&t, IR_OP_SCALE, "extended_attention_mask_add", &mk.pair, 1, sc, 2, NULL);
+  /* [B,1,L,L] */
+  mk.pair = fe_emit_node(&t.em, IR_OP_MUL, "extended_attention_mask", pr, 2, NULL, 0, NULL);
+  mk.pair_add =
+      fe_emit_node(&t.em, IR_OP_SCALE, "extended_attention_mask_add", &mk.pair, 1, sc, 2, NULL);
 
-  ir_push_scope(t.g, "encoder");
-  ir_push_scope(t.g, "layer");
+  ir_push_scope(t.em.g, "encoder");
+  ir_push_scope(t.em.g, "layer");
   for (int64_t i = 0; i < t.cfg.layers; i++) {
     char idx[24];
     snprintf(idx, sizeof idx, "%lld", (long long)i);
-    ir_push_scope(t.g, idx);
+    ir_push_scope(t.em.g, idx);
     x = attention(&t, x, &mk);
     x = mlp_block(&t, x);
-    ir_pop_scope(t.g);
+    ir_pop_scope(t.em.g);
   }
-  ir_pop_scope(t.g);
+  ir_pop_scope(t.em.g);
   x = norm(&t, "ln", x); /* last_hidden_state [B, L, H] */
-  ir_pop_scope(t.g);
+  ir_pop_scope(t.em.g);
   if (t.cfg.pooler) {
     /* RNABertModel(add_pooling_layer=True): a pooler the backbone output never reads. */
-    ir_push_scope(t.g, "pooler");
-    ir_push_scope(t.g, "dense");
-    const char *w = scoped(&t, "weight"), *b = scoped(&t, "bias");
-    ir_type_t wt = mk_type(t.dt, 2, (const int64_t[]){h, h}, NULL);
-    ir_type_t bt = mk_type(t.dt, 1, (const int64_t[]){h}, NULL);
-    if (!t.err)
-      t.err = ir_module_add_slot(t.m, w, &wt, IR_SLOT_PARAM | IR_SLOT_TRAINABLE | IR_SLOT_UNUSED,
-                                 t.init_w, NULL);
-    if (!t.err && t.cfg.bias)
-      t.err = ir_module_add_slot(t.m, b, &bt, IR_SLOT_PARAM | IR_SLOT_TRAINABLE | IR_SLOT_UNUSED,
-                                 "zeros", NULL);
-    ir_pop_scope(t.g);
-    ir_pop_scope(t.g);
+    ir_push_scope(t.em.g, "pooler");
+    ir_push_scope(t.em.g, "dense");
+    const char *w = fe_emit_scoped(&t.em, "weight"), *b = fe_emit_scoped(&t.em, "bias");
+    ir_type_t wt = fe_emit_type(t.em.dt, 2, (const int64_t[]){h, h}, NULL);
+    ir_type_t bt = fe_emit_type(t.em.dt, 1, (const int64_t[]){h}, NULL);
+    if (!t.em.err)
+      t.em.err = ir_module_add_slot(
+          t.em.m, w, &wt, IR_SLOT_PARAM | IR_SLOT_TRAINABLE | IR_SLOT_UNUSED, t.init_w, NULL);
+    if (!t.em.err && t.cfg.bias)
+      t.em.err = ir_module_add_slot(
+          t.em.m, b, &bt, IR_SLOT_PARAM | IR_SLOT_TRAINABLE | IR_SLOT_UNUSED, "zeros", NULL);
+    ir_pop_scope(t.em.g);
+    ir_pop_scope(t.em.g);
   }
-  t.g->scope = saved_scope; /* "base_model.model" is two scope levels: restore, not pop */
-  if (t.err) return t.err;
-  AD_RETURN_IF_ERROR(ir_graph_take_error(t.g));
+  t.em.g->scope = saved_scope; /* "base_model.model" is two scope levels: restore, not pop */
+  if (t.em.err) return t.em.err;
+  AD_RETURN_IF_ERROR(ir_graph_take_error(t.em.g));
 
   uint32_t held[2] = {x, mask};
-  const char *enc = ad_arena_printf(&t.m->arena, "%s.encoder.", c->prefix);
+  const char *enc = ad_arena_printf(&t.em.m->arena, "%s.encoder.", c->prefix);
   if (peft) {
     const char *targets_default[2] = {"query", "value"};
     const char *targets[64];
@@ -621,7 +542,7 @@ static ad_status_t build(fe_component_ctx_t *c, const char *omic, fe_seq_t *out)
                               .r = a[A_LORA_R].i,
                               .alpha = (double)a[A_LORA_ALPHA].i,
                               .dropout = a[A_LORA_DROPOUT].f};
-    ad_status_t st = pass_lora(t.m, t.g, &lo, held, 2, NULL);
+    ad_status_t st = pass_lora(t.em.m, t.em.g, &lo, held, 2, NULL);
     if (st) {
       const fe_node_t *where = tl ? tl : a[A_USE_PEFT].node ? a[A_USE_PEFT].node : c->b->section;
       ad_status_t e = err_at(where, "%s", ad_status_message(st));
@@ -629,10 +550,10 @@ static ad_status_t build(fe_component_ctx_t *c, const char *omic, fe_seq_t *out)
       return e;
     }
   } else if (a[A_FROZEN].b) {
-    AD_RETURN_IF_ERROR(pass_freeze(t.m, ad_arena_printf(&t.m->arena, "%s.encoder", c->prefix),
-                                   NULL));
+    AD_RETURN_IF_ERROR(
+        pass_freeze(t.em.m, ad_arena_printf(&t.em.m->arena, "%s.encoder", c->prefix), NULL));
   }
-  if ((peft || a[A_FROZEN].b) && a[A_SAVE_PEFT_ONLY].b) set_nosave(t.m, enc, a[A_FROZEN].b);
+  if ((peft || a[A_FROZEN].b) && a[A_SAVE_PEFT_ONLY].b) set_nosave(t.em.m, enc, a[A_FROZEN].b);
 
   out->hidden = held[0];
   out->mask = held[1];

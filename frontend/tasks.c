@@ -18,6 +18,7 @@
  * restored (runtime keys). */
 #include <string.h>
 
+#include "frontend/emit.h"
 #include "frontend/fe_internal.h"
 
 /* ---- shared arguments ------------------------------------------------------------------------ */
@@ -230,19 +231,6 @@ static ad_status_t build_backbone(fe_build_ctx_t *b, const fe_arg_spec_t *spec,
   return st;
 }
 
-static uint32_t emit(fe_build_ctx_t *b, ir_op_t op, const char *name, const uint32_t *ins,
-                     uint32_t nin, const ir_type_t *type) {
-  for (uint32_t i = 0; i < nin; i++)
-    if (ins[i] == IR_NONE) return IR_NONE;
-  ir_node_desc_t d = {.op = op,
-                      .name = name,
-                      .inputs = ins,
-                      .ninputs = nin,
-                      .out_types = type,
-                      .nout_types = type ? 1 : 0};
-  return ir_build(b->forward, &d);
-}
-
 /* labels INPUT, pred and loss OUTPUTs around the adapter's prediction. */
 static ad_status_t regression_head(fe_build_ctx_t *b, uint32_t pred, int64_t nout,
                                    const fe_node_t *where) {
@@ -257,17 +245,18 @@ static ad_status_t regression_head(fe_build_ctx_t *b, uint32_t pred, int64_t nou
                        pt->rank, (long long)w, (long long)nout);
   const char *saved = g->scope;
   g->scope = "";
+  fe_emit_t e = {.m = b->module, .g = g, .dt = b->dtype};
   ir_type_t lt;
   memset(&lt, 0, sizeof lt);
   lt.dtype = b->dtype;
   lt.rank = 2;
   lt.dims[0] = pt->dims[0];
   lt.dims[1] = ir_dim_const(nout);
-  uint32_t labels = emit(b, IR_OP_INPUT, "labels", NULL, 0, &lt);
-  emit(b, IR_OP_OUTPUT, "pred", &pred, 1, NULL);
+  uint32_t labels = fe_emit_node(&e, IR_OP_INPUT, "labels", NULL, 0, NULL, 0, &lt);
+  fe_emit_node(&e, IR_OP_OUTPUT, "pred", &pred, 1, NULL, 0, NULL);
   uint32_t mse_in[2] = {pred, labels};
-  uint32_t loss = emit(b, IR_OP_MSE, "loss_fn", mse_in, 2, NULL);
-  emit(b, IR_OP_OUTPUT, "loss", &loss, 1, NULL);
+  uint32_t loss = fe_emit_node(&e, IR_OP_MSE, "loss_fn", mse_in, 2, NULL, 0, NULL);
+  fe_emit_node(&e, IR_OP_OUTPUT, "loss", &loss, 1, NULL, 0, NULL);
   g->scope = saved;
   return AD_OK;
 }

@@ -24,6 +24,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "frontend/emit.h"
 #include "frontend/fe_internal.h"
 
 static const fe_arg_spec_t k_args[] = {
@@ -62,115 +63,37 @@ static ad_status_t check_args(const fe_class_t *cls, const char *path, const fe_
 
 /* ---- emission helpers ---------------------------------------------------------------------- */
 typedef struct tt {
+  fe_emit_t em; /* module, forward program, model dtype, first declaration failure */
   fe_build_ctx_t *ctx;
-  ir_graph_t *g;
-  ir_dtype_t dt;
-  ad_status_t err;     /* first failure outside ir_build (slot declarations) */
-  uint32_t seed, step; /* SCALAR nodes, created with the first dropout */
   double p;
 } tt_t;
 
-/* Full dotted name of `part` under the current scope. */
-static const char *scoped(tt_t *t, const char *part) {
-  if (!t->g->scope[0]) return part;
-  return ad_arena_printf(&t->ctx->module->arena, "%s.%s", t->g->scope, part);
-}
-
-static uint32_t node(tt_t *t, ir_op_t op, const char *name, const uint32_t *ins, uint32_t nin,
-                     const ir_attr_t *attrs, uint32_t nattrs, const ir_type_t *type) {
-  for (uint32_t i = 0; i < nin; i++)
-    if (ins[i] == IR_NONE) return IR_NONE; /* an earlier failure is already recorded */
-  ir_node_desc_t d = {.op = op,
-                      .name = name ? scoped(t, name) : NULL,
-                      .inputs = ins,
-                      .ninputs = nin,
-                      .attrs = attrs,
-                      .nattrs = nattrs,
-                      .out_types = type,
-                      .nout_types = type ? 1 : 0};
-  return ir_build(t->g, &d);
-}
-
-static ir_type_t static_type(ir_dtype_t dt, int rank, const int64_t *dims) {
-  ir_type_t ty;
-  memset(&ty, 0, sizeof ty);
-  ty.dtype = dt;
-  ty.rank = rank;
-  for (int i = 0; i < rank; i++) ty.dims[i] = ir_dim_const(dims[i]);
-  return ty;
-}
-
-/* A trainable parameter: slot "<scope>.<local>" and its STATE_IN node of the same name. */
-static uint32_t param(tt_t *t, const char *local, int rank, int64_t d0, int64_t d1,
-                      const char *init) {
-  if (t->err) return IR_NONE;
-  const int64_t dims[2] = {d0, d1};
-  ir_type_t ty = static_type(t->dt, rank, dims);
-  const char *name = scoped(t, local);
-  ad_status_t st =
-      ir_module_add_slot(t->ctx->module, name, &ty, IR_SLOT_PARAM | IR_SLOT_TRAINABLE, init, NULL);
-  if (st) {
-    t->err = st;
-    return IR_NONE;
-  }
-  ir_attr_t a = IR_ATTR_S("slot", name);
-  return node(t, IR_OP_STATE_IN, local, NULL, 0, &a, 1, &ty);
-}
-
 static uint32_t linear(tt_t *t, const char *name, uint32_t x, int64_t in, int64_t out) {
-  ir_push_scope(t->g, name);
-  uint32_t w = param(t, "weight", 2, out, in, "normal(0,0.02)");
-  uint32_t b = param(t, "bias", 1, out, 0, "zeros");
-  ir_pop_scope(t->g);
+  ir_push_scope(t->em.g, name);
+  uint32_t w = fe_emit_param(&t->em, "weight", 2, out, in, "normal(0,0.02)");
+  uint32_t b = fe_emit_param(&t->em, "bias", 1, out, 0, "zeros");
+  ir_pop_scope(t->em.g);
   uint32_t ins[3] = {x, w, b};
-  return node(t, IR_OP_LINEAR, name, ins, 3, NULL, 0, NULL);
+  return fe_emit_node(&t->em, IR_OP_LINEAR, name, ins, 3, NULL, 0, NULL);
 }
 
 static uint32_t layernorm(tt_t *t, const char *name, uint32_t x, int64_t h) {
-  ir_push_scope(t->g, name);
-  uint32_t w = param(t, "weight", 1, h, 0, "ones");
-  uint32_t b = param(t, "bias", 1, h, 0, "zeros");
-  ir_pop_scope(t->g);
-  uint32_t ins[3] = {x, w, b};
-  ir_attr_t a = IR_ATTR_F("eps", t->ctx->args[A_EPS].f);
-  return node(t, IR_OP_LAYERNORM, name, ins, 3, &a, 1, NULL); /* output 0: y */
+  return fe_emit_layernorm(&t->em, name, x, h, t->ctx->args[A_EPS].f); /* output 0: y */
 }
 
 static uint32_t dropout(tt_t *t, const char *name, uint32_t x) {
-  if (t->p == 0.0 || x == IR_NONE) return x;
-  if (t->seed == IR_NONE) {
-    /* Runtime scalars live at the top scope under their own names. */
-    const char *saved = t->g->scope;
-    t->g->scope = "";
-    t->seed = node(t, IR_OP_SCALAR, "seed", NULL, 0, NULL, 0, NULL);
-    t->step = node(t, IR_OP_SCALAR, "step", NULL, 0, NULL, 0, NULL);
-    t->g->scope = saved;
-  }
-  const char *full = scoped(t, name);
-  ir_attr_t a[2] = {IR_ATTR_F("p", t->p), IR_ATTR_S("key", full)};
-  uint32_t ins[3] = {x, t->seed, t->step};
-  return node(t, IR_OP_DROPOUT, name, ins, 3, a, 2, NULL);
-}
-
-/* dims[i] = symbol sym[i] when >= 0, else the constant cst[i]. */
-static ir_type_t sym_type(ir_dtype_t dt, int rank, const int64_t *cst, const int *sym) {
-  ir_type_t ty;
-  memset(&ty, 0, sizeof ty);
-  ty.dtype = dt;
-  ty.rank = rank;
-  for (int i = 0; i < rank; i++)
-    ty.dims[i] = sym[i] >= 0 ? ir_dim_sym(sym[i]) : ir_dim_const(cst[i]);
-  return ty;
+  return fe_emit_dropout(&t->em, name, x, t->p);
 }
 
 /* [B, L, nh*d] -> [B, nh, L, d] */
 static uint32_t split_heads(tt_t *t, const char *name, uint32_t x, int64_t nh, int64_t d) {
   int sb = t->ctx->sym_batch, sl = t->ctx->sym_len;
-  ir_type_t ty = sym_type(t->dt, 4, (const int64_t[]){0, 0, nh, d}, (const int[]){sb, sl, -1, -1});
-  uint32_t r = node(t, IR_OP_RESHAPE, NULL, &x, 1, NULL, 0, &ty);
+  ir_type_t ty =
+      fe_emit_type(t->em.dt, 4, (const int64_t[]){0, 0, nh, d}, (const int[]){sb, sl, -1, -1});
+  uint32_t r = fe_emit_node(&t->em, IR_OP_RESHAPE, NULL, &x, 1, NULL, 0, &ty);
   const int64_t perm[4] = {0, 2, 1, 3};
   ir_attr_t a = IR_ATTR_INTS("perm", perm, 4);
-  return node(t, IR_OP_PERMUTE, name, &r, 1, &a, 1, NULL);
+  return fe_emit_node(&t->em, IR_OP_PERMUTE, name, &r, 1, &a, 1, NULL);
 }
 
 /* [B, nh, L, d] -> [B, L, nh*d] */
@@ -178,22 +101,22 @@ static uint32_t merge_heads(tt_t *t, uint32_t x, int64_t h) {
   int sb = t->ctx->sym_batch, sl = t->ctx->sym_len;
   const int64_t perm[4] = {0, 2, 1, 3};
   ir_attr_t a = IR_ATTR_INTS("perm", perm, 4);
-  uint32_t p = node(t, IR_OP_PERMUTE, NULL, &x, 1, &a, 1, NULL);
-  ir_type_t ty = sym_type(t->dt, 3, (const int64_t[]){0, 0, h}, (const int[]){sb, sl, -1});
-  return node(t, IR_OP_RESHAPE, "merge_heads", &p, 1, NULL, 0, &ty);
+  uint32_t p = fe_emit_node(&t->em, IR_OP_PERMUTE, NULL, &x, 1, &a, 1, NULL);
+  ir_type_t ty = fe_emit_type(t->em.dt, 3, (const int64_t[]){0, 0, h}, (const int[]){sb, sl, -1});
+  return fe_emit_node(&t->em, IR_OP_RESHAPE, "merge_heads", &p, 1, NULL, 0, &ty);
 }
 
 static uint32_t rotary(tt_t *t, const char *name, uint32_t x) {
   ir_attr_t a[2] = {IR_ATTR_F("base", ROPE_BASE), IR_ATTR_I("inverse", 0)};
-  return node(t, IR_OP_ROTARY, name, &x, 1, a, 2, NULL);
+  return fe_emit_node(&t->em, IR_OP_ROTARY, name, &x, 1, a, 2, NULL);
 }
 
 static uint32_t attention_block(tt_t *t, uint32_t x, uint32_t mask_add) {
   const fe_arg_value_t *a = t->ctx->args;
   int64_t h = a[A_HIDDEN].i, nh = a[A_HEADS].i, d = h / nh;
-  ir_push_scope(t->g, "attention");
+  ir_push_scope(t->em.g, "attention");
   uint32_t hn = layernorm(t, "ln", x, h);
-  ir_push_scope(t->g, "self");
+  ir_push_scope(t->em.g, "self");
   uint32_t q = linear(t, "query", hn, h, h);
   uint32_t k = linear(t, "key", hn, h, h);
   uint32_t v = linear(t, "value", hn, h, h);
@@ -202,93 +125,94 @@ static uint32_t attention_block(tt_t *t, uint32_t x, uint32_t mask_add) {
   v = split_heads(t, "v_heads", v, nh, d);
   uint32_t ins[4] = {q, k, v, mask_add};
   ir_attr_t sc = IR_ATTR_F("scale", 1.0 / sqrt((double)d));
-  uint32_t o = node(t, IR_OP_ATTENTION, "attention", ins, 4, &sc, 1, NULL); /* O: [B, nh, L, d] */
-  o = merge_heads(t, o, h);                                                 /* [B, L, H] */
-  ir_pop_scope(t->g);
-  ir_push_scope(t->g, "output");
+  /* O: [B, nh, L, d] */
+  uint32_t o = fe_emit_node(&t->em, IR_OP_ATTENTION, "attention", ins, 4, &sc, 1, NULL);
+  o = merge_heads(t, o, h); /* [B, L, H] */
+  ir_pop_scope(t->em.g);
+  ir_push_scope(t->em.g, "output");
   o = linear(t, "dense", o, h, h);
   o = dropout(t, "dropout", o);
-  ir_pop_scope(t->g);
+  ir_pop_scope(t->em.g);
   uint32_t res[2] = {x, o};
-  uint32_t y = node(t, IR_OP_ADD, "residual", res, 2, NULL, 0, NULL);
-  ir_pop_scope(t->g);
+  uint32_t y = fe_emit_node(&t->em, IR_OP_ADD, "residual", res, 2, NULL, 0, NULL);
+  ir_pop_scope(t->em.g);
   return y;
 }
 
 static uint32_t mlp_block(tt_t *t, uint32_t x) {
   const fe_arg_value_t *a = t->ctx->args;
   int64_t h = a[A_HIDDEN].i, inter = a[A_INTER].i;
-  ir_push_scope(t->g, "mlp");
+  ir_push_scope(t->em.g, "mlp");
   uint32_t hn = layernorm(t, "ln", x, h);
   uint32_t gate = linear(t, "gate_proj", hn, h, inter); /* [B, L, I] */
   uint32_t up = linear(t, "up_proj", hn, h, inter);
-  uint32_t act = node(t, IR_OP_SILU, "act", &gate, 1, NULL, 0, NULL);
+  uint32_t act = fe_emit_node(&t->em, IR_OP_SILU, "act", &gate, 1, NULL, 0, NULL);
   uint32_t gu[2] = {act, up};
-  uint32_t prod = node(t, IR_OP_MUL, "gated", gu, 2, NULL, 0, NULL);
+  uint32_t prod = fe_emit_node(&t->em, IR_OP_MUL, "gated", gu, 2, NULL, 0, NULL);
   uint32_t down = linear(t, "down_proj", prod, inter, h); /* [B, L, H] */
   down = dropout(t, "dropout", down);
   uint32_t res[2] = {x, down};
-  uint32_t y = node(t, IR_OP_ADD, "residual", res, 2, NULL, 0, NULL);
-  ir_pop_scope(t->g);
+  uint32_t y = fe_emit_node(&t->em, IR_OP_ADD, "residual", res, 2, NULL, 0, NULL);
+  ir_pop_scope(t->em.g);
   return y;
 }
 
 static ad_status_t build(fe_build_ctx_t *ctx) {
   const fe_arg_value_t *a = ctx->args;
   int64_t vocab = a[A_VOCAB].i, h = a[A_HIDDEN].i, nout = a[A_OUTPUTS].i;
-  tt_t t = {.ctx = ctx,
-            .g = ctx->forward,
-            .dt = ctx->dtype,
-            .seed = IR_NONE,
-            .step = IR_NONE,
+  tt_t t = {.em = {.m = ctx->module, .g = ctx->forward, .dt = ctx->dtype},
+            .ctx = ctx,
             .p = a[A_DROPOUT].f};
   int sb = ctx->sym_batch, sl = ctx->sym_len;
 
-  ir_type_t ids_t = sym_type(IR_DTYPE_I64, 2, (const int64_t[]){0, 0}, (const int[]){sb, sl});
-  ir_type_t mask_t = sym_type(t.dt, 2, (const int64_t[]){0, 0}, (const int[]){sb, sl});
-  ir_type_t lab_t = sym_type(t.dt, 2, (const int64_t[]){0, nout}, (const int[]){sb, -1});
-  uint32_t ids = node(&t, IR_OP_INPUT, "input_ids", NULL, 0, NULL, 0, &ids_t);
-  uint32_t mask = node(&t, IR_OP_INPUT, "attention_mask", NULL, 0, NULL, 0, &mask_t);
-  uint32_t labels = node(&t, IR_OP_INPUT, "labels", NULL, 0, NULL, 0, &lab_t);
+  ir_type_t ids_t = fe_emit_type(IR_DTYPE_I64, 2, (const int64_t[]){0, 0}, (const int[]){sb, sl});
+  ir_type_t mask_t = fe_emit_type(t.em.dt, 2, (const int64_t[]){0, 0}, (const int[]){sb, sl});
+  ir_type_t lab_t = fe_emit_type(t.em.dt, 2, (const int64_t[]){0, nout}, (const int[]){sb, -1});
+  uint32_t ids = fe_emit_node(&t.em, IR_OP_INPUT, "input_ids", NULL, 0, NULL, 0, &ids_t);
+  uint32_t mask = fe_emit_node(&t.em, IR_OP_INPUT, "attention_mask", NULL, 0, NULL, 0, &mask_t);
+  uint32_t labels = fe_emit_node(&t.em, IR_OP_INPUT, "labels", NULL, 0, NULL, 0, &lab_t);
 
-  ir_push_scope(t.g, "embeddings");
-  ir_push_scope(t.g, "word_embeddings");
-  uint32_t table = param(&t, "weight", 2, vocab, h, "normal(0,0.02)");
-  ir_pop_scope(t.g);
+  ir_push_scope(t.em.g, "embeddings");
+  ir_push_scope(t.em.g, "word_embeddings");
+  uint32_t table = fe_emit_param(&t.em, "weight", 2, vocab, h, "normal(0,0.02)");
+  ir_pop_scope(t.em.g);
   uint32_t emb_in[2] = {table, ids};
-  uint32_t x = node(&t, IR_OP_EMBEDDING, "word_embeddings", emb_in, 2, NULL, 0, NULL);
+  uint32_t x = fe_emit_node(&t.em, IR_OP_EMBEDDING, "word_embeddings", emb_in, 2, NULL, 0, NULL);
   x = dropout(&t, "dropout", x); /* [B, L, H] */
-  ir_pop_scope(t.g);
+  ir_pop_scope(t.em.g);
 
   /* (1 - mask) * finfo.min == mask * (-min) + min, broadcast over heads and queries. */
-  double fmin = t.dt == IR_DTYPE_F64 ? -DBL_MAX : -(double)FLT_MAX;
+  double fmin = t.em.dt == IR_DTYPE_F64 ? -DBL_MAX : -(double)FLT_MAX;
   ir_attr_t sc[2] = {IR_ATTR_F("alpha", -fmin), IR_ATTR_F("beta", fmin)};
-  uint32_t madd = node(&t, IR_OP_SCALE, "extended_attention_mask", &mask, 1, sc, 2, NULL);
-  ir_type_t m4 = sym_type(t.dt, 4, (const int64_t[]){0, 1, 1, 0}, (const int[]){sb, -1, -1, sl});
-  madd = node(&t, IR_OP_RESHAPE, "extended_attention_mask.view", &madd, 1, NULL, 0, &m4);
+  uint32_t madd =
+      fe_emit_node(&t.em, IR_OP_SCALE, "extended_attention_mask", &mask, 1, sc, 2, NULL);
+  ir_type_t m4 =
+      fe_emit_type(t.em.dt, 4, (const int64_t[]){0, 1, 1, 0}, (const int[]){sb, -1, -1, sl});
+  madd = fe_emit_node(&t.em, IR_OP_RESHAPE, "extended_attention_mask.view", &madd, 1, NULL, 0, &m4);
 
-  ir_push_scope(t.g, "encoder");
-  ir_push_scope(t.g, "layer");
+  ir_push_scope(t.em.g, "encoder");
+  ir_push_scope(t.em.g, "layer");
   for (int64_t i = 0; i < a[A_LAYERS].i; i++) {
     char idx[24];
     snprintf(idx, sizeof idx, "%lld", (long long)i);
-    ir_push_scope(t.g, idx);
+    ir_push_scope(t.em.g, idx);
     x = attention_block(&t, x, madd);
     x = mlp_block(&t, x);
-    ir_pop_scope(t.g);
+    ir_pop_scope(t.em.g);
   }
-  ir_pop_scope(t.g);
+  ir_pop_scope(t.em.g);
   x = layernorm(&t, "ln", x, h);
-  ir_pop_scope(t.g);
+  ir_pop_scope(t.em.g);
 
   uint32_t pool_in[2] = {x, mask};
-  uint32_t pooled = node(&t, IR_OP_MASKED_MEAN_POOL, "pooler", pool_in, 2, NULL, 0, NULL);
+  uint32_t pooled =
+      fe_emit_node(&t.em, IR_OP_MASKED_MEAN_POOL, "pooler", pool_in, 2, NULL, 0, NULL);
   uint32_t pred = linear(&t, "head", pooled, h, nout); /* [B, num_outputs] */
-  node(&t, IR_OP_OUTPUT, "pred", &pred, 1, NULL, 0, NULL);
+  fe_emit_node(&t.em, IR_OP_OUTPUT, "pred", &pred, 1, NULL, 0, NULL);
   uint32_t mse_in[2] = {pred, labels};
-  uint32_t loss = node(&t, IR_OP_MSE, "mse", mse_in, 2, NULL, 0, NULL);
-  node(&t, IR_OP_OUTPUT, "loss", &loss, 1, NULL, 0, NULL);
-  return t.err;
+  uint32_t loss = fe_emit_node(&t.em, IR_OP_MSE, "mse", mse_in, 2, NULL, 0, NULL);
+  fe_emit_node(&t.em, IR_OP_OUTPUT, "loss", &loss, 1, NULL, 0, NULL);
+  return t.em.err;
 }
 
 const fe_class_t fe_class_tiny_transformer = {
