@@ -6,48 +6,12 @@
 #include <check.h>
 #include <float.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ir/ir.h"
 #include "tests/support/op_harness.h"
-
-/* ---- a 2-thread ir_parallel_t: the second half of every range on a fresh thread ---------- */
-
-typedef struct two_threads {
-  ir_parallel_t base;
-  int splits; /* how many calls were really split, so a test can tell it was exercised */
-} two_threads_t;
-
-typedef struct half_job {
-  ir_range_fn fn;
-  void *ctx;
-  int64_t begin, end;
-} half_job_t;
-
-static void *run_half(void *p) {
-  half_job_t *j = p;
-  j->fn(j->ctx, j->begin, j->end);
-  return NULL;
-}
-
-static void two_run(ir_parallel_t *self, int64_t n, int64_t grain, ir_range_fn fn, void *ctx) {
-  (void)grain;
-  two_threads_t *t = (two_threads_t *)self;
-  if (n < 2) {
-    fn(ctx, 0, n);
-    return;
-  }
-  /* An uneven split, so no chunk boundary coincides with a "natural" one. */
-  int64_t mid = n / 3 > 0 ? n / 3 : 1;
-  half_job_t job = {fn, ctx, mid, n};
-  pthread_t th;
-  ck_assert_int_eq(pthread_create(&th, NULL, run_half, &job), 0);
-  fn(ctx, 0, mid);
-  ck_assert_int_eq(pthread_join(th, NULL), 0);
-  t->splits++;
-}
+#include "tests/support/test_util.h"
 
 /* One thread: the whole range on the caller, through the pool interface. */
 static void one_run(ir_parallel_t *self, int64_t n, int64_t grain, ir_range_fn fn, void *ctx) {
@@ -60,65 +24,9 @@ static void one_run(ir_parallel_t *self, int64_t n, int64_t grain, ir_range_fn f
 
 static uint64_t g_rng = 0x9e3779b97f4a7c15ull;
 
-static double urand(void) { /* uniform in [-1, 1) */
-  g_rng ^= g_rng << 13;
-  g_rng ^= g_rng >> 7;
-  g_rng ^= g_rng << 17;
-  return (double)(g_rng >> 11) / 9007199254740992.0 * 2.0 - 1.0;
-}
-
-static ir_tensor_t tensor(ir_dtype_t dt, int rank, const int64_t *dims) {
-  ir_tensor_t t;
-  memset(&t, 0, sizeof t);
-  t.dtype = dt;
-  t.rank = rank;
-  for (int i = 0; i < rank; i++) t.dims[i] = dims[i];
-  int64_t n = ir_tensor_numel(&t);
-  t.data = calloc((size_t)(n > 0 ? n : 1), ir_dtype_size(dt));
-  ck_assert_ptr_nonnull(t.data);
-  return t;
-}
-
-static double get(const ir_tensor_t *t, int64_t i) {
-  return t->dtype == IR_DTYPE_F64 ? ((double *)t->data)[i] : ((float *)t->data)[i];
-}
-
-static void set(ir_tensor_t *t, int64_t i, double v) {
-  if (t->dtype == IR_DTYPE_F64)
-    ((double *)t->data)[i] = v;
-  else
-    ((float *)t->data)[i] = (float)v;
-}
-
-static void fill_random(ir_tensor_t *t, double scale) {
-  int64_t n = ir_tensor_numel(t);
-  for (int64_t i = 0; i < n; i++) set(t, i, scale * urand());
-}
+static void fill_random(ir_tensor_t *t, double scale) { tu_fill(t, &g_rng, scale, 0.0); }
 
 static double finfo_min(ir_dtype_t dt) { return dt == IR_DTYPE_F64 ? -DBL_MAX : -FLT_MAX; }
-
-static void run_kernel(ir_op_t op, const ir_attr_t *attrs, uint32_t nattrs, const ir_tensor_t *in,
-                       uint32_t nin, ir_tensor_t *out, uint32_t nout, ir_parallel_t *par) {
-  ir_node_t node;
-  memset(&node, 0, sizeof node);
-  node.op = op;
-  node.name = "test.node";
-  node.ninputs = nin;
-  node.attrs = attrs; /* callers pass them sorted by key, as ir_build stores them */
-  node.nattrs = nattrs;
-  ir_kernel_args_t a = {.node = &node, .in = in, .nin = nin, .out = out, .nout = nout, .par = par};
-  ad_status_t st = ir_op_info(op)->kernel(&a);
-  if (st) ck_abort_msg("%s kernel failed: %s", ir_op_name(op), ad_status_message(st));
-}
-
-static void free_tensors(ir_tensor_t *t, int n) {
-  for (int i = 0; i < n; i++) free(t[i].data);
-}
-
-static bool same_bits(const ir_tensor_t *a, const ir_tensor_t *b) {
-  return ir_tensor_numel(a) == ir_tensor_numel(b) &&
-         memcmp(a->data, b->data, (size_t)ir_tensor_numel(a) * ir_dtype_size(a->dtype)) == 0;
-}
 
 static const ir_dtype_t k_dtypes[2] = {IR_DTYPE_F32, IR_DTYPE_F64};
 
@@ -136,55 +44,55 @@ START_TEST(test_fully_masked_row_uniform) {
   for (int di = 0; di < 2; di++) {
     ir_dtype_t dt = k_dtypes[di];
     enum { H = 2, LQ = 4, LK = 6, D = 4, DV = 3 };
-    ir_tensor_t in[4] = {tensor(dt, 4, (int64_t[]){1, H, LQ, D}),
-                         tensor(dt, 4, (int64_t[]){1, H, LK, D}),
-                         tensor(dt, 4, (int64_t[]){1, H, LK, DV}),
-                         tensor(dt, 4, (int64_t[]){1, 1, LQ, LK})}; /* q, k, v, mask */
+    ir_tensor_t in[4] = {tu_tensor(dt, 4, (int64_t[]){1, H, LQ, D}),
+                         tu_tensor(dt, 4, (int64_t[]){1, H, LK, D}),
+                         tu_tensor(dt, 4, (int64_t[]){1, H, LK, DV}),
+                         tu_tensor(dt, 4, (int64_t[]){1, 1, LQ, LK})}; /* q, k, v, mask */
     for (int i = 0; i < 3; i++) fill_random(&in[i], 3.0);
     for (int j = 0; j < LK; j++) {
-      set(&in[3], 2 * LK + j, finfo_min(dt));             /* row 2: every key masked */
-      if (j >= 3) set(&in[3], 1 * LK + j, finfo_min(dt)); /* row 1: keys 3.. masked */
+      tu_set(&in[3], 2 * LK + j, finfo_min(dt));             /* row 2: every key masked */
+      if (j >= 3) tu_set(&in[3], 1 * LK + j, finfo_min(dt)); /* row 1: keys 3.. masked */
     }
-    ir_tensor_t out[3] = {tensor(dt, 4, (int64_t[]){1, H, LQ, DV}),
-                          tensor(dt, 3, (int64_t[]){1, H, LQ}),
-                          tensor(dt, 3, (int64_t[]){1, H, LQ})};
+    ir_tensor_t out[3] = {tu_tensor(dt, 4, (int64_t[]){1, H, LQ, DV}),
+                          tu_tensor(dt, 3, (int64_t[]){1, H, LQ}),
+                          tu_tensor(dt, 3, (int64_t[]){1, H, LQ})};
     ir_attr_t attrs[1] = {IR_ATTR_F("scale", 0.5)};
-    run_kernel(IR_OP_ATTENTION, attrs, 1, in, 4, out, 3, NULL);
+    tu_run_kernel(IR_OP_ATTENTION, "test.node", attrs, 1, in, 4, out, 3, NULL);
 
     /* The same heads over keys 0..2 only, no mask: row 1 must match it bit for bit. */
-    ir_tensor_t kin[3] = {in[0], tensor(dt, 4, (int64_t[]){1, H, 3, D}),
-                          tensor(dt, 4, (int64_t[]){1, H, 3, DV})};
+    ir_tensor_t kin[3] = {in[0], tu_tensor(dt, 4, (int64_t[]){1, H, 3, D}),
+                          tu_tensor(dt, 4, (int64_t[]){1, H, 3, DV})};
     for (int h = 0; h < H; h++) {
       for (int j = 0; j < 3; j++) {
         for (int e = 0; e < D; e++)
-          set(&kin[1], (h * 3 + j) * D + e, get(&in[1], (h * LK + j) * D + e));
+          tu_set(&kin[1], (h * 3 + j) * D + e, tu_get(&in[1], (h * LK + j) * D + e));
         for (int e = 0; e < DV; e++)
-          set(&kin[2], (h * 3 + j) * DV + e, get(&in[2], (h * LK + j) * DV + e));
+          tu_set(&kin[2], (h * 3 + j) * DV + e, tu_get(&in[2], (h * LK + j) * DV + e));
       }
     }
-    ir_tensor_t kout[3] = {tensor(dt, 4, (int64_t[]){1, H, LQ, DV}),
-                           tensor(dt, 3, (int64_t[]){1, H, LQ}),
-                           tensor(dt, 3, (int64_t[]){1, H, LQ})};
-    run_kernel(IR_OP_ATTENTION, attrs, 1, kin, 3, kout, 3, NULL);
+    ir_tensor_t kout[3] = {tu_tensor(dt, 4, (int64_t[]){1, H, LQ, DV}),
+                           tu_tensor(dt, 3, (int64_t[]){1, H, LQ}),
+                           tu_tensor(dt, 3, (int64_t[]){1, H, LQ})};
+    tu_run_kernel(IR_OP_ATTENTION, "test.node", attrs, 1, kin, 3, kout, 3, NULL);
 
     double tol = dt == IR_DTYPE_F64 ? 1e-14 : 1e-6;
     for (int h = 0; h < H; h++) {
       int64_t r2 = h * LQ + 2, r1 = h * LQ + 1;
-      ck_assert_double_eq(get(&out[1], r2), finfo_min(dt)); /* m: the fill itself */
-      ck_assert_double_eq(get(&out[2], r2), (double)LK);    /* l: exp(0) for every key */
+      ck_assert_double_eq(tu_get(&out[1], r2), finfo_min(dt)); /* m: the fill itself */
+      ck_assert_double_eq(tu_get(&out[2], r2), (double)LK);    /* l: exp(0) for every key */
       for (int e = 0; e < DV; e++) {
         double mean = 0;
-        for (int j = 0; j < LK; j++) mean += get(&in[2], (h * LK + j) * DV + e) / LK;
-        ck_assert_double_le(fabs(get(&out[0], r2 * DV + e) - mean), tol * 3.0);
-        ck_assert(get(&out[0], r1 * DV + e) == get(&kout[0], r1 * DV + e));
+        for (int j = 0; j < LK; j++) mean += tu_get(&in[2], (h * LK + j) * DV + e) / LK;
+        ck_assert_double_le(fabs(tu_get(&out[0], r2 * DV + e) - mean), tol * 3.0);
+        ck_assert(tu_get(&out[0], r1 * DV + e) == tu_get(&kout[0], r1 * DV + e));
       }
-      ck_assert(get(&out[1], r1) == get(&kout[1], r1));
-      ck_assert(get(&out[2], r1) == get(&kout[2], r1));
+      ck_assert(tu_get(&out[1], r1) == tu_get(&kout[1], r1));
+      ck_assert(tu_get(&out[2], r1) == tu_get(&kout[2], r1));
     }
-    free_tensors(in, 4);
-    free_tensors(out, 3);
-    free_tensors(kin + 1, 2);
-    free_tensors(kout, 3);
+    tu_free_tensors(in, 4);
+    tu_free_tensors(out, 3);
+    tu_free_tensors(kin + 1, 2);
+    tu_free_tensors(kout, 3);
   }
 }
 END_TEST
@@ -196,48 +104,49 @@ START_TEST(test_bwd_thread_invariance) {
     ir_dtype_t dt = k_dtypes[di];
     enum { B = 2, H = 3, LQ = 7, LK = 9, D = 5, DV = 4 };
     ir_tensor_t in[8] = {
-        tensor(dt, 4, (int64_t[]){B, H, LQ, D}), tensor(dt, 4, (int64_t[]){B, H, LK, D}),
-        tensor(dt, 4, (int64_t[]){B, H, LK, DV}), tensor(dt, 4, (int64_t[]){B, 1, LQ, LK})};
+        tu_tensor(dt, 4, (int64_t[]){B, H, LQ, D}), tu_tensor(dt, 4, (int64_t[]){B, H, LK, D}),
+        tu_tensor(dt, 4, (int64_t[]){B, H, LK, DV}), tu_tensor(dt, 4, (int64_t[]){B, 1, LQ, LK})};
     for (int i = 0; i < 3; i++) fill_random(&in[i], 2.0);
     /* pair mask: sample 1 has 5 valid queries and 6 valid keys */
     for (int i = 0; i < LQ; i++)
       for (int j = 0; j < LK; j++)
-        if (i >= 5 || j >= 6) set(&in[3], (LQ + i) * LK + j, finfo_min(dt));
-    ir_tensor_t fwd[3] = {tensor(dt, 4, (int64_t[]){B, H, LQ, DV}),
-                          tensor(dt, 3, (int64_t[]){B, H, LQ}),
-                          tensor(dt, 3, (int64_t[]){B, H, LQ})};
+        if (i >= 5 || j >= 6) tu_set(&in[3], (LQ + i) * LK + j, finfo_min(dt));
+    ir_tensor_t fwd[3] = {tu_tensor(dt, 4, (int64_t[]){B, H, LQ, DV}),
+                          tu_tensor(dt, 3, (int64_t[]){B, H, LQ}),
+                          tu_tensor(dt, 3, (int64_t[]){B, H, LQ})};
     ir_attr_t fattrs[1] = {IR_ATTR_F("scale", 0.4472135954999579)};
-    run_kernel(IR_OP_ATTENTION, fattrs, 1, in, 4, fwd, 3, NULL);
+    tu_run_kernel(IR_OP_ATTENTION, "test.node", fattrs, 1, in, 4, fwd, 3, NULL);
     in[4] = fwd[0];
     in[5] = fwd[1];
     in[6] = fwd[2];
-    in[7] = tensor(dt, 4, (int64_t[]){B, H, LQ, DV}); /* dO */
+    in[7] = tu_tensor(dt, 4, (int64_t[]){B, H, LQ, DV}); /* dO */
     fill_random(&in[7], 1.0);
 
     ir_attr_t battrs[2] = {IR_ATTR_I("has_mask", 1), IR_ATTR_F("scale", 0.4472135954999579)};
-    two_threads_t two = {{two_run}, 0};
+    tu_two_threads_t two = tu_two_threads();
     ir_parallel_t one = {one_run};
     ir_parallel_t *pars[3] = {NULL, &one, &two.base};
     ir_tensor_t grads[3][3];
     for (int p = 0; p < 3; p++) {
-      grads[p][0] = tensor(dt, 4, (int64_t[]){B, H, LQ, D});
-      grads[p][1] = tensor(dt, 4, (int64_t[]){B, H, LK, D});
-      grads[p][2] = tensor(dt, 4, (int64_t[]){B, H, LK, DV});
-      run_kernel(IR_OP_ATTENTION_BWD, battrs, 2, in, 8, grads[p], 3, pars[p]);
+      grads[p][0] = tu_tensor(dt, 4, (int64_t[]){B, H, LQ, D});
+      grads[p][1] = tu_tensor(dt, 4, (int64_t[]){B, H, LK, D});
+      grads[p][2] = tu_tensor(dt, 4, (int64_t[]){B, H, LK, DV});
+      tu_run_kernel(IR_OP_ATTENTION_BWD, "test.node", battrs, 2, in, 8, grads[p], 3, pars[p]);
     }
     ck_assert_int_gt(two.splits, 0);
     for (int p = 1; p < 3; p++)
       for (int o = 0; o < 3; o++)
-        ck_assert_msg(same_bits(&grads[0][o], &grads[p][o]), "output %d differs with pool %d", o,
+        ck_assert_msg(tu_same_bits(&grads[0][o], &grads[p][o]), "output %d differs with pool %d", o,
                       p);
     /* a gradient that is all zeros would pass the comparison trivially */
     double norm = 0;
-    for (int64_t i = 0; i < ir_tensor_numel(&grads[0][1]); i++) norm += fabs(get(&grads[0][1], i));
+    for (int64_t i = 0; i < ir_tensor_numel(&grads[0][1]); i++)
+      norm += fabs(tu_get(&grads[0][1], i));
     ck_assert_double_gt(norm, 1e-3);
-    for (int p = 0; p < 3; p++) free_tensors(grads[p], 3);
-    free_tensors(in, 4);
-    free_tensors(in + 7, 1);
-    free_tensors(fwd, 3);
+    for (int p = 0; p < 3; p++) tu_free_tensors(grads[p], 3);
+    tu_free_tensors(in, 4);
+    tu_free_tensors(in + 7, 1);
+    tu_free_tensors(fwd, 3);
   }
 }
 END_TEST
@@ -250,23 +159,23 @@ static void run_padded(ir_dtype_t dt, int64_t valid, int64_t L, const ir_tensor_
                        ir_tensor_t *out) {
   enum { H = 2, D = 6, DV = 5 };
   ir_tensor_t in[4] = {
-      tensor(dt, 4, (int64_t[]){1, H, L, D}), tensor(dt, 4, (int64_t[]){1, H, L, D}),
-      tensor(dt, 4, (int64_t[]){1, H, L, DV}), tensor(dt, 4, (int64_t[]){1, 1, 1, L})};
+      tu_tensor(dt, 4, (int64_t[]){1, H, L, D}), tu_tensor(dt, 4, (int64_t[]){1, H, L, D}),
+      tu_tensor(dt, 4, (int64_t[]){1, H, L, DV}), tu_tensor(dt, 4, (int64_t[]){1, 1, 1, L})};
   for (int i = 0; i < 3; i++) {
     fill_random(&in[i], 1e3); /* garbage on the padded rows */
     int64_t w = in[i].dims[3];
     for (int h = 0; h < H; h++)
       for (int64_t t = 0; t < valid; t++)
         for (int64_t e = 0; e < w; e++)
-          set(&in[i], (h * L + t) * w + e, get(&ref[i], (h * valid + t) * w + e));
+          tu_set(&in[i], (h * L + t) * w + e, tu_get(&ref[i], (h * valid + t) * w + e));
   }
-  for (int64_t t = valid; t < L; t++) set(&in[3], t, finfo_min(dt));
-  out[0] = tensor(dt, 4, (int64_t[]){1, H, L, DV});
-  out[1] = tensor(dt, 3, (int64_t[]){1, H, L});
-  out[2] = tensor(dt, 3, (int64_t[]){1, H, L});
+  for (int64_t t = valid; t < L; t++) tu_set(&in[3], t, finfo_min(dt));
+  out[0] = tu_tensor(dt, 4, (int64_t[]){1, H, L, DV});
+  out[1] = tu_tensor(dt, 3, (int64_t[]){1, H, L});
+  out[2] = tu_tensor(dt, 3, (int64_t[]){1, H, L});
   ir_attr_t attrs[1] = {IR_ATTR_F("scale", 0.408248290463863)};
-  run_kernel(IR_OP_ATTENTION, attrs, 1, in, 4, out, 3, NULL);
-  free_tensors(in, 4);
+  tu_run_kernel(IR_OP_ATTENTION, "test.node", attrs, 1, in, 4, out, 3, NULL);
+  tu_free_tensors(in, 4);
 }
 
 START_TEST(test_padding_invariance) {
@@ -275,9 +184,9 @@ START_TEST(test_padding_invariance) {
     ir_dtype_t dt = k_dtypes[di];
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
       int64_t valid = cases[c][0], L = cases[c][1];
-      ir_tensor_t ref[3] = {tensor(dt, 4, (int64_t[]){1, 2, valid, 6}),
-                            tensor(dt, 4, (int64_t[]){1, 2, valid, 6}),
-                            tensor(dt, 4, (int64_t[]){1, 2, valid, 5})};
+      ir_tensor_t ref[3] = {tu_tensor(dt, 4, (int64_t[]){1, 2, valid, 6}),
+                            tu_tensor(dt, 4, (int64_t[]){1, 2, valid, 6}),
+                            tu_tensor(dt, 4, (int64_t[]){1, 2, valid, 5})};
       for (int i = 0; i < 3; i++) fill_random(&ref[i], 2.0);
       ir_tensor_t a[3], b[3];
       run_padded(dt, valid, valid, ref, a);
@@ -290,12 +199,12 @@ START_TEST(test_padding_invariance) {
                      5 * ir_dtype_size(dt)) == 0,
               "O row %lld of head %d differs at L=%lld (valid %lld, %s)", (long long)t, h,
               (long long)L, (long long)valid, ir_dtype_name(dt));
-          ck_assert(get(&a[1], h * valid + t) == get(&b[1], h * L + t));
-          ck_assert(get(&a[2], h * valid + t) == get(&b[2], h * L + t));
+          ck_assert(tu_get(&a[1], h * valid + t) == tu_get(&b[1], h * L + t));
+          ck_assert(tu_get(&a[2], h * valid + t) == tu_get(&b[2], h * L + t));
         }
-      free_tensors(ref, 3);
-      free_tensors(a, 3);
-      free_tensors(b, 3);
+      tu_free_tensors(ref, 3);
+      tu_free_tensors(a, 3);
+      tu_free_tensors(b, 3);
     }
   }
 }
@@ -307,24 +216,24 @@ START_TEST(test_rotary_inverse_and_inplace) {
   for (int di = 0; di < 2; di++) {
     ir_dtype_t dt = k_dtypes[di];
     int64_t dims[4] = {2, 3, 7, 8};
-    ir_tensor_t x = tensor(dt, 4, dims), y = tensor(dt, 4, dims), z = tensor(dt, 4, dims);
+    ir_tensor_t x = tu_tensor(dt, 4, dims), y = tu_tensor(dt, 4, dims), z = tu_tensor(dt, 4, dims);
     fill_random(&x, 2.0);
     ir_attr_t fwd[2] = {IR_ATTR_F("base", 10000.0), IR_ATTR_I("inverse", 0)};
     ir_attr_t inv[2] = {IR_ATTR_F("base", 10000.0), IR_ATTR_I("inverse", 1)};
-    run_kernel(IR_OP_ROTARY, fwd, 2, &x, 1, &y, 1, NULL);
-    run_kernel(IR_OP_ROTARY, inv, 2, &y, 1, &z, 1, NULL);
+    tu_run_kernel(IR_OP_ROTARY, "test.node", fwd, 2, &x, 1, &y, 1, NULL);
+    tu_run_kernel(IR_OP_ROTARY, "test.node", inv, 2, &y, 1, &z, 1, NULL);
     double tol = dt == IR_DTYPE_F64 ? 1e-14 : 1e-6, moved = 0;
     for (int64_t i = 0; i < ir_tensor_numel(&x); i++) {
-      ck_assert_double_le(fabs(get(&z, i) - get(&x, i)), tol * 4.0);
-      moved += fabs(get(&y, i) - get(&x, i));
+      ck_assert_double_le(fabs(tu_get(&z, i) - tu_get(&x, i)), tol * 4.0);
+      moved += fabs(tu_get(&y, i) - tu_get(&x, i));
     }
     ck_assert_double_gt(moved, 1e-3); /* it did rotate (positions > 0) */
     /* position 0 is the identity rotation */
-    for (int e = 0; e < 8; e++) ck_assert(get(&y, e) == get(&x, e));
-    ir_tensor_t w = tensor(dt, 4, dims);
+    for (int e = 0; e < 8; e++) ck_assert(tu_get(&y, e) == tu_get(&x, e));
+    ir_tensor_t w = tu_tensor(dt, 4, dims);
     memcpy(w.data, x.data, (size_t)ir_tensor_numel(&x) * ir_dtype_size(dt));
-    run_kernel(IR_OP_ROTARY, fwd, 2, &w, 1, &w, 1, NULL);
-    ck_assert(same_bits(&w, &y));
+    tu_run_kernel(IR_OP_ROTARY, "test.node", fwd, 2, &w, 1, &w, 1, NULL);
+    ck_assert(tu_same_bits(&w, &y));
     free(x.data);
     free(y.data);
     free(z.data);
@@ -332,12 +241,6 @@ START_TEST(test_rotary_inverse_and_inplace) {
   }
 }
 END_TEST
-
-static uint32_t emit(ir_graph_t *g, ir_op_t op, const uint32_t *ins, uint32_t nin,
-                     const ir_attr_t *attrs, uint32_t nattrs) {
-  ir_node_desc_t d = {.op = op, .inputs = ins, .ninputs = nin, .attrs = attrs, .nattrs = nattrs};
-  return ir_build(g, &d);
-}
 
 /* ---- inference and the VJP rule ----------------------------------------------------------- */
 
@@ -369,22 +272,14 @@ static uint32_t input(gfix_t *f, const char *name, int rank, const int *dims) {
                              : ir_dim_sym(dims[i] == -1   ? f->B
                                           : dims[i] == -2 ? f->L
                                                           : f->Lk);
-  ir_node_desc_t d = {.op = IR_OP_INPUT, .name = name, .out_types = &t, .nout_types = 1};
-  uint32_t v = ir_build(f->g, &d);
-  ck_assert_uint_ne(v, IR_NONE);
-  return v;
+  return tu_input(f->g, name, &t);
 }
 
 /* Builds `op` and expects failure with a message containing `needle`. */
 static void expect_error(gfix_t *f, ir_op_t op, const uint32_t *ins, uint32_t nin,
                          const ir_attr_t *attrs, uint32_t nattrs, const char *needle) {
-  uint32_t v = emit(f->g, op, ins, nin, attrs, nattrs);
-  ck_assert_uint_eq(v, IR_NONE);
-  ad_status_t st = ir_graph_take_error(f->g);
-  ck_assert_ptr_nonnull(st);
-  ck_assert_msg(strstr(ad_status_message(st), needle), "message '%s' lacks '%s'",
-                ad_status_message(st), needle);
-  ad_status_free(st);
+  ck_assert_uint_eq(tu_node(f->g, op, NULL, ins, nin, attrs, nattrs, NULL), IR_NONE);
+  tu_expect_msg(ir_graph_take_error(f->g), needle, NULL);
 }
 
 START_TEST(test_infer_and_vjp_rule) {
@@ -399,7 +294,7 @@ START_TEST(test_infer_and_vjp_rule) {
   ir_attr_t scale[1] = {IR_ATTR_F("scale", 0.25)};
 
   uint32_t ins[4] = {q, k, v, mask};
-  uint32_t o = emit(f.g, IR_OP_ATTENTION, ins, 4, scale, 1);
+  uint32_t o = tu_node(f.g, IR_OP_ATTENTION, NULL, ins, 4, scale, 1, NULL);
   ck_assert_uint_ne(o, IR_NONE);
   const ir_type_t *to = ir_value_type(f.g, o), *tm = ir_value_type(f.g, o + 1);
   ck_assert_int_eq(to->rank, 4);
@@ -443,7 +338,7 @@ START_TEST(test_infer_and_vjp_rule) {
   /* rotary's rule is the inverse rotation with the same base */
   uint32_t xq = input(&f, "xq", 4, (int[]){-1, 2, -2, 8});
   ir_attr_t rattrs[2] = {IR_ATTR_F("base", 500.0), IR_ATTR_I("inverse", 0)};
-  uint32_t y = emit(f.g, IR_OP_ROTARY, &xq, 1, rattrs, 2);
+  uint32_t y = tu_node(f.g, IR_OP_ROTARY, NULL, &xq, 1, rattrs, 2, NULL);
   ck_assert_uint_ne(y, IR_NONE);
   ir_vjp_ctx_t rc = {.g = f.g, .node = *ir_value_producer(f.g, y)};
   uint32_t rog[1] = {xq}, rig[1] = {IR_NONE};
@@ -478,7 +373,8 @@ START_TEST(test_mask_modes_infer_and_vjp) {
   for (int mi = 0; mi < 2; mi++) {
     ir_attr_t attrs[3] = {IR_ATTR_F("fill", -5e20), IR_ATTR_S("mask_mode", modes[mi]),
                           IR_ATTR_F("scale", 0.25)};
-    uint32_t o = emit(f.g, IR_OP_ATTENTION, (uint32_t[]){q, k, v, pair}, 4, attrs, 3);
+    uint32_t o = tu_node(f.g, IR_OP_ATTENTION, NULL, (uint32_t[]){q, k, v, pair}, 4, attrs, 3,
+                         NULL);
     ck_assert_uint_ne(o, IR_NONE);
     uint32_t dO = input(&f, mi ? "dO_add_zero" : "dO_fill", 4, (int[]){-1, 2, -2, 6});
     ir_vjp_ctx_t c = {.g = f.g, .node = *ir_value_producer(f.g, o)};
@@ -496,7 +392,7 @@ START_TEST(test_mask_modes_infer_and_vjp) {
   }
   /* the default convention adds no attributes to the backward */
   ir_attr_t plain[1] = {IR_ATTR_F("scale", 0.25)};
-  uint32_t o = emit(f.g, IR_OP_ATTENTION, (uint32_t[]){q, k, v, pair}, 4, plain, 1);
+  uint32_t o = tu_node(f.g, IR_OP_ATTENTION, NULL, (uint32_t[]){q, k, v, pair}, 4, plain, 1, NULL);
   uint32_t dO = input(&f, "dO_add", 4, (int[]){-1, 2, -2, 6});
   ir_vjp_ctx_t c = {.g = f.g, .node = *ir_value_producer(f.g, o)};
   uint32_t out_grads[3] = {dO, IR_NONE, IR_NONE};
@@ -518,40 +414,40 @@ START_TEST(test_mask_modes_kernels) {
   for (int di = 0; di < 2; di++) {
     ir_dtype_t dt = k_dtypes[di];
     enum { LQ = 3, LK = 4, D = 2, DV = 2 };
-    ir_tensor_t in[4] = {tensor(dt, 4, (int64_t[]){1, 1, LQ, D}),
-                         tensor(dt, 4, (int64_t[]){1, 1, LK, D}),
-                         tensor(dt, 4, (int64_t[]){1, 1, LK, DV}),
-                         tensor(dt, 4, (int64_t[]){1, 1, LQ, LK})};
+    ir_tensor_t in[4] = {tu_tensor(dt, 4, (int64_t[]){1, 1, LQ, D}),
+                         tu_tensor(dt, 4, (int64_t[]){1, 1, LK, D}),
+                         tu_tensor(dt, 4, (int64_t[]){1, 1, LK, DV}),
+                         tu_tensor(dt, 4, (int64_t[]){1, 1, LQ, LK})};
     for (int i = 0; i < 3; i++) fill_random(&in[i], 1.0);
     /* row 0: keys 2, 3 masked; row 1: all masked; row 2: none */
     for (int j = 0; j < LK; j++) {
-      set(&in[3], 0 * LK + j, j >= 2 ? finfo_min(dt) : 0.0);
-      set(&in[3], 1 * LK + j, finfo_min(dt));
+      tu_set(&in[3], 0 * LK + j, j >= 2 ? finfo_min(dt) : 0.0);
+      tu_set(&in[3], 1 * LK + j, finfo_min(dt));
     }
-    ir_tensor_t out[3] = {tensor(dt, 4, (int64_t[]){1, 1, LQ, DV}),
-                          tensor(dt, 3, (int64_t[]){1, 1, LQ}),
-                          tensor(dt, 3, (int64_t[]){1, 1, LQ})};
+    ir_tensor_t out[3] = {tu_tensor(dt, 4, (int64_t[]){1, 1, LQ, DV}),
+                          tu_tensor(dt, 3, (int64_t[]){1, 1, LQ}),
+                          tu_tensor(dt, 3, (int64_t[]){1, 1, LQ})};
     ir_attr_t za[2] = {IR_ATTR_S("mask_mode", "add_zero"), IR_ATTR_F("scale", 0.5)};
-    run_kernel(IR_OP_ATTENTION, za, 2, in, 4, out, 3, NULL);
-    for (int e = 0; e < DV; e++) ck_assert(get(&out[0], 1 * DV + e) == 0.0); /* zeroed row */
-    ck_assert_double_eq(get(&out[2], 1), (double)LK); /* l still counts every key */
-    ck_assert_double_ne(get(&out[0], 0), 0.0);
+    tu_run_kernel(IR_OP_ATTENTION, "test.node", za, 2, in, 4, out, 3, NULL);
+    for (int e = 0; e < DV; e++) ck_assert(tu_get(&out[0], 1 * DV + e) == 0.0); /* zeroed row */
+    ck_assert_double_eq(tu_get(&out[2], 1), (double)LK); /* l still counts every key */
+    ck_assert_double_ne(tu_get(&out[0], 0), 0.0);
 
     /* fill: the same row pattern as a 0/1 mask; the fully masked row's m is the fill as
      * stored in the dtype (-1e30 rounded to float for f32) */
-    for (int i = 0; i < LQ * LK; i++) set(&in[3], i, get(&in[3], i) < 0 ? 0.0 : 1.0);
+    for (int i = 0; i < LQ * LK; i++) tu_set(&in[3], i, tu_get(&in[3], i) < 0 ? 0.0 : 1.0);
     ir_attr_t fa[2] = {IR_ATTR_S("mask_mode", "fill"), IR_ATTR_F("scale", 0.5)};
-    run_kernel(IR_OP_ATTENTION, fa, 2, in, 4, out, 3, NULL);
+    tu_run_kernel(IR_OP_ATTENTION, "test.node", fa, 2, in, 4, out, 3, NULL);
     double want_fill = dt == IR_DTYPE_F32 ? (double)(float)-1e30 : -1e30;
-    ck_assert_double_eq(get(&out[1], 1), want_fill);
-    ck_assert_double_eq(get(&out[2], 1), (double)LK);
+    ck_assert_double_eq(tu_get(&out[1], 1), want_fill);
+    ck_assert_double_eq(tu_get(&out[2], 1), (double)LK);
     for (int e = 0; e < DV; e++) { /* uniform over the keys */
       double mean = 0;
-      for (int j = 0; j < LK; j++) mean += get(&in[2], j * DV + e) / LK;
-      ck_assert_double_le(fabs(get(&out[0], 1 * DV + e) - mean), 1e-6);
+      for (int j = 0; j < LK; j++) mean += tu_get(&in[2], j * DV + e) / LK;
+      ck_assert_double_le(fabs(tu_get(&out[0], 1 * DV + e) - mean), 1e-6);
     }
-    free_tensors(in, 4);
-    free_tensors(out, 3);
+    tu_free_tensors(in, 4);
+    tu_free_tensors(out, 3);
   }
 }
 END_TEST
@@ -571,10 +467,4 @@ static Suite *attention_suite(void) {
   return s;
 }
 
-int main(void) {
-  SRunner *sr = srunner_create(attention_suite());
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+int main(void) { return tu_run_suite(attention_suite()); }

@@ -6,7 +6,6 @@
 #include <check.h>
 #include <jansson.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -16,103 +15,14 @@
 #include "runtime/safetensors.h"
 #include "tests/support/golden.h"
 #include "tests/support/op_harness.h"
-
-/* ---- a 2-thread ir_parallel_t: the tail of every range on a fresh thread ---------------- */
-
-typedef struct two_threads {
-  ir_parallel_t base;
-  int splits;
-} two_threads_t;
-
-typedef struct half_job {
-  ir_range_fn fn;
-  void *ctx;
-  int64_t begin, end;
-} half_job_t;
-
-static void *run_half(void *p) {
-  half_job_t *j = p;
-  j->fn(j->ctx, j->begin, j->end);
-  return NULL;
-}
-
-static void two_run(ir_parallel_t *self, int64_t n, int64_t grain, ir_range_fn fn, void *ctx) {
-  (void)grain; /* split regardless of the grain, so every kernel sees a partition */
-  two_threads_t *t = (two_threads_t *)self;
-  if (n < 2) {
-    fn(ctx, 0, n);
-    return;
-  }
-  int64_t mid = n / 3 > 0 ? n / 3 : 1;
-  half_job_t job = {fn, ctx, mid, n};
-  pthread_t th;
-  ck_assert_int_eq(pthread_create(&th, NULL, run_half, &job), 0);
-  fn(ctx, 0, mid);
-  ck_assert_int_eq(pthread_join(th, NULL), 0);
-  t->splits++;
-}
+#include "tests/support/test_util.h"
 
 /* ---- tensors and kernels -------------------------------------------------------------- */
 
 static uint64_t g_rng = 0x9e3779b97f4a7c15ull;
 
-static double urand(void) { /* uniform in [-1, 1) */
-  g_rng ^= g_rng << 13;
-  g_rng ^= g_rng >> 7;
-  g_rng ^= g_rng << 17;
-  return (double)(g_rng >> 11) / 9007199254740992.0 * 2.0 - 1.0;
-}
-
-static ir_tensor_t tensor(ir_dtype_t dt, int rank, const int64_t *dims) {
-  ir_tensor_t t;
-  memset(&t, 0, sizeof t);
-  t.dtype = dt;
-  t.rank = rank;
-  for (int i = 0; i < rank; i++) t.dims[i] = dims[i];
-  int64_t n = ir_tensor_numel(&t);
-  t.data = calloc((size_t)(n > 0 ? n : 1), ir_dtype_size(dt));
-  ck_assert_ptr_nonnull(t.data);
-  return t;
-}
-
-static double get(const ir_tensor_t *t, int64_t i) {
-  return t->dtype == IR_DTYPE_F64 ? ((double *)t->data)[i] : ((float *)t->data)[i];
-}
-
-static void set(ir_tensor_t *t, int64_t i, double v) {
-  if (t->dtype == IR_DTYPE_F64)
-    ((double *)t->data)[i] = v;
-  else
-    ((float *)t->data)[i] = (float)v;
-}
-
 static void fill_random(ir_tensor_t *t, double scale, double offset) {
-  for (int64_t i = 0; i < ir_tensor_numel(t); i++) set(t, i, offset + scale * urand());
-}
-
-static void free_all(ir_tensor_t *t, int n) {
-  for (int i = 0; i < n; i++) free(t[i].data);
-}
-
-/* Runs op's kernel on a bare node with the given (key-sorted) attrs. */
-static void run_kernel(ir_op_t op, const ir_attr_t *attrs, uint32_t nattrs, const ir_tensor_t *in,
-                       uint32_t nin, ir_tensor_t *out, uint32_t nout, ir_parallel_t *par) {
-  ir_node_t node;
-  memset(&node, 0, sizeof node);
-  node.op = op;
-  node.name = "test.node";
-  node.ninputs = nin;
-  node.noutputs = nout;
-  node.attrs = attrs;
-  node.nattrs = nattrs;
-  ir_kernel_args_t a = {.node = &node, .in = in, .nin = nin, .out = out, .nout = nout, .par = par};
-  ad_status_t st = ir_op_info(op)->kernel(&a);
-  if (st) ck_abort_msg("%s kernel failed: %s", ir_op_name(op), ad_status_message(st));
-}
-
-static bool same_bits(const ir_tensor_t *a, const ir_tensor_t *b) {
-  return ir_tensor_numel(a) == ir_tensor_numel(b) &&
-         memcmp(a->data, b->data, (size_t)ir_tensor_numel(a) * ir_dtype_size(a->dtype)) == 0;
+  tu_fill(t, &g_rng, scale, offset);
 }
 
 static const ir_dtype_t k_dtypes[2] = {IR_DTYPE_F32, IR_DTYPE_F64};
@@ -127,12 +37,6 @@ END_TEST
 
 /* ---- graph helpers ------------------------------------------------------------------------ */
 
-static uint32_t emit(ir_graph_t *g, ir_op_t op, const uint32_t *ins, uint32_t nin,
-                     const ir_attr_t *attrs, uint32_t nattrs) {
-  ir_node_desc_t d = {.op = op, .inputs = ins, .ninputs = nin, .attrs = attrs, .nattrs = nattrs};
-  return ir_build(g, &d);
-}
-
 static uint32_t input(ir_graph_t *g, const char *name, ir_dtype_t dt, int rank,
                       const ir_dim_t *dims) {
   ir_type_t t;
@@ -140,16 +44,7 @@ static uint32_t input(ir_graph_t *g, const char *name, ir_dtype_t dt, int rank,
   t.dtype = dt;
   t.rank = rank;
   for (int i = 0; i < rank; i++) t.dims[i] = dims[i];
-  ir_node_desc_t d = {.op = IR_OP_INPUT, .name = name, .out_types = &t, .nout_types = 1};
-  uint32_t v = ir_build(g, &d);
-  ck_assert_uint_ne(v, IR_NONE);
-  return v;
-}
-
-static void output(ir_graph_t *g, const char *name, uint32_t v) {
-  ir_node_desc_t d = {.op = IR_OP_OUTPUT, .name = name, .inputs = &v, .ninputs = 1};
-  ir_build(g, &d);
-  ck_assert_ptr_null(g->error);
+  return tu_input(g, name, &t);
 }
 
 /* Applies the VJP rule of the node producing `v0` (a copy, as autodiff does). */
@@ -194,19 +89,19 @@ static double check_named(const rt_st_file_t *f, const char *name, const ir_tens
 static void summarise(const ir_tensor_t *t, int64_t stride, ir_tensor_t *sub, ir_tensor_t *sum,
                       ir_tensor_t *sq) {
   int64_t C = t->dims[1], L = t->dims[2], n = (L + stride - 1) / stride;
-  *sub = tensor(t->dtype, 2, (int64_t[]){C, n});
-  *sum = tensor(IR_DTYPE_F64, 1, (int64_t[]){C});
-  *sq = tensor(IR_DTYPE_F64, 1, (int64_t[]){C});
+  *sub = tu_tensor(t->dtype, 2, (int64_t[]){C, n});
+  *sum = tu_tensor(IR_DTYPE_F64, 1, (int64_t[]){C});
+  *sq = tu_tensor(IR_DTYPE_F64, 1, (int64_t[]){C});
   for (int64_t c = 0; c < C; c++) {
     double s = 0.0, s2 = 0.0;
     for (int64_t l = 0; l < L; l++) {
-      double v = get(t, c * L + l);
+      double v = tu_get(t, c * L + l);
       s += v;
       s2 += v * v;
     }
-    set(sum, c, s);
-    set(sq, c, s2);
-    for (int64_t i = 0; i < n; i++) set(sub, c * n + i, get(t, c * L + i * stride));
+    tu_set(sum, c, s);
+    tu_set(sq, c, s2);
+    for (int64_t i = 0; i < n; i++) tu_set(sub, c * n + i, tu_get(t, c * L + i * stride));
   }
 }
 
@@ -239,25 +134,26 @@ START_TEST(test_full_length) {
   uint32_t cb = input(g, "conv_b", IR_DTYPE_F32, 1, &cout);
   uint32_t r = input(g, "r", IR_DTYPE_F32, 3, (ir_dim_t[]){one, cout, len});
   ir_attr_t bn_attr = IR_ATTR_I("training", 1);
-  uint32_t bn = emit(g, IR_OP_BATCHNORM, (uint32_t[]){x, bw, bb, rm, rv}, 5, &bn_attr, 1);
+  uint32_t bn = tu_node(g, IR_OP_BATCHNORM, NULL, (uint32_t[]){x, bw, bb, rm, rv}, 5, &bn_attr, 1,
+                        NULL);
   ir_attr_t pad_attr = IR_ATTR_I("padding", pad);
-  uint32_t y = emit(g, IR_OP_CONV1D, (uint32_t[]){bn, cw, cb}, 3, &pad_attr, 1);
+  uint32_t y = tu_node(g, IR_OP_CONV1D, NULL, (uint32_t[]){bn, cw, cb}, 3, &pad_attr, 1, NULL);
   ck_assert_ptr_null(g->error);
   /* loss = sum(y * r): its cotangent for y is r */
   uint32_t conv_grads[3], bn_grads[5];
   apply_vjp(g, y, (uint32_t[]){r}, conv_grads);
   apply_vjp(g, bn, (uint32_t[]){conv_grads[0], IR_NONE, IR_NONE, IR_NONE, IR_NONE}, bn_grads);
   ck_assert(bn_grads[3] == IR_NONE && bn_grads[4] == IR_NONE);
-  output(g, "y", y);
-  output(g, "bn_mean", bn + 1);
-  output(g, "bn_rstd", bn + 2);
-  output(g, "bn_new_rm", bn + 3);
-  output(g, "bn_new_rv", bn + 4);
-  output(g, "dx", bn_grads[0]);
-  output(g, "grad_bn_w", bn_grads[1]);
-  output(g, "grad_bn_b", bn_grads[2]);
-  output(g, "grad_conv_w", conv_grads[1]);
-  output(g, "grad_conv_b", conv_grads[2]);
+  tu_output(g, "y", y);
+  tu_output(g, "bn_mean", bn + 1);
+  tu_output(g, "bn_rstd", bn + 2);
+  tu_output(g, "bn_new_rm", bn + 3);
+  tu_output(g, "bn_new_rv", bn + 4);
+  tu_output(g, "dx", bn_grads[0]);
+  tu_output(g, "grad_bn_w", bn_grads[1]);
+  tu_output(g, "grad_bn_b", bn_grads[2]);
+  tu_output(g, "grad_conv_w", conv_grads[1]);
+  tu_output(g, "grad_conv_b", conv_grads[2]);
 
   rt_interp_t *it = NULL;
   int64_t nosyms[IR_MAX_SYMBOLS] = {0};
@@ -298,7 +194,7 @@ START_TEST(test_full_length) {
   check_named(f, "y_sub", &sub, 1e-5);
   check_named(f, "y_sum", &sum, 1e-5);
   check_named(f, "y_sqsum", &sq, 1e-5);
-  free_all((ir_tensor_t[]){sub, sum, sq}, 3);
+  tu_free_tensors((ir_tensor_t[]){sub, sum, sq}, 3);
   static const char *const stats[] = {"bn_mean", "bn_rstd", "bn_new_rm", "bn_new_rv"};
   for (size_t i = 0; i < 4; i++) check_named(f, stats[i], rt_interp_output(it, stats[i]), 1e-5);
   static const char *const grads[] = {"grad_bn_w", "grad_bn_b", "grad_conv_w", "grad_conv_b"};
@@ -306,7 +202,7 @@ START_TEST(test_full_length) {
   summarise(rt_interp_output(it, "dx"), stride, &sub, &sum, &sq);
   check_named(f, "dx_sub", &sub, 1e-4);
   check_named(f, "dx_sqsum", &sq, 1e-4);
-  free_all((ir_tensor_t[]){sub, sum, sq}, 3);
+  tu_free_tensors((ir_tensor_t[]){sub, sum, sq}, 3);
 
   free(xv);
   free(rvv);
@@ -324,79 +220,86 @@ START_TEST(test_threads) {
     /* conv: 20 channels (three levels of the pairwise channel sum), 700 positions (3 tiles) */
     enum { B = 2, CI = 20, CO = 3, K = 5, L = 700 };
     ir_attr_t conv_attrs[2] = {IR_ATTR_I("has_bias", 1), IR_ATTR_I("padding", 2)};
-    ir_tensor_t in[3] = {tensor(dt, 3, (int64_t[]){B, CI, L}),
-                         tensor(dt, 3, (int64_t[]){CO, CI, K}), tensor(dt, 1, (int64_t[]){CO})};
+    ir_tensor_t in[3] = {tu_tensor(dt, 3, (int64_t[]){B, CI, L}),
+                         tu_tensor(dt, 3, (int64_t[]){CO, CI, K}),
+                         tu_tensor(dt, 1, (int64_t[]){CO})};
     for (int i = 0; i < 3; i++) fill_random(&in[i], 1.0, 0.0);
     ir_tensor_t y[2];
     for (int run = 0; run < 2; run++) {
-      two_threads_t two = {{two_run}, 0};
-      y[run] = tensor(dt, 3, (int64_t[]){B, CO, L});
-      run_kernel(IR_OP_CONV1D, conv_attrs + 1, 1, in, 3, &y[run], 1, run ? &two.base : NULL);
+      tu_two_threads_t two = tu_two_threads();
+      y[run] = tu_tensor(dt, 3, (int64_t[]){B, CO, L});
+      tu_run_kernel(IR_OP_CONV1D, "test.node", conv_attrs + 1, 1, in, 3, &y[run], 1,
+                    run ? &two.base : NULL);
       ck_assert(!run || two.splits > 0);
     }
-    ck_assert_msg(same_bits(&y[0], &y[1]), "conv1d differs on 2 threads (%s)", ir_dtype_name(dt));
+    ck_assert_msg(tu_same_bits(&y[0], &y[1]), "conv1d differs on 2 threads (%s)",
+                  ir_dtype_name(dt));
 
-    ir_tensor_t bin[3] = {in[0], in[1], tensor(dt, 3, (int64_t[]){B, CO, L})};
+    ir_tensor_t bin[3] = {in[0], in[1], tu_tensor(dt, 3, (int64_t[]){B, CO, L})};
     fill_random(&bin[2], 1.0, 0.0);
     ir_tensor_t g[2][3];
     for (int run = 0; run < 2; run++) {
-      two_threads_t two = {{two_run}, 0};
-      g[run][0] = tensor(dt, 3, (int64_t[]){B, CI, L});
-      g[run][1] = tensor(dt, 3, (int64_t[]){CO, CI, K});
-      g[run][2] = tensor(dt, 1, (int64_t[]){CO});
-      run_kernel(IR_OP_CONV1D_BWD, conv_attrs, 2, bin, 3, g[run], 3, run ? &two.base : NULL);
+      tu_two_threads_t two = tu_two_threads();
+      g[run][0] = tu_tensor(dt, 3, (int64_t[]){B, CI, L});
+      g[run][1] = tu_tensor(dt, 3, (int64_t[]){CO, CI, K});
+      g[run][2] = tu_tensor(dt, 1, (int64_t[]){CO});
+      tu_run_kernel(IR_OP_CONV1D_BWD, "test.node", conv_attrs, 2, bin, 3, g[run], 3,
+                    run ? &two.base : NULL);
       ck_assert(!run || two.splits > 0);
     }
     for (int j = 0; j < 3; j++)
-      ck_assert_msg(same_bits(&g[0][j], &g[1][j]), "conv1d_bwd output %d differs (%s)", j,
+      ck_assert_msg(tu_same_bits(&g[0][j], &g[1][j]), "conv1d_bwd output %d differs (%s)", j,
                     ir_dtype_name(dt));
 
     /* batchnorm, both modes, and its backward */
     enum { C = 5, BL = 2100 }; /* past the per-channel grain, so channels split */
-    ir_tensor_t bn_in[5] = {tensor(dt, 3, (int64_t[]){B, C, BL}), tensor(dt, 1, (int64_t[]){C}),
-                            tensor(dt, 1, (int64_t[]){C}), tensor(dt, 1, (int64_t[]){C}),
-                            tensor(dt, 1, (int64_t[]){C})};
+    ir_tensor_t bn_in[5] = {tu_tensor(dt, 3, (int64_t[]){B, C, BL}),
+                            tu_tensor(dt, 1, (int64_t[]){C}), tu_tensor(dt, 1, (int64_t[]){C}),
+                            tu_tensor(dt, 1, (int64_t[]){C}), tu_tensor(dt, 1, (int64_t[]){C})};
     fill_random(&bn_in[0], 2.0, 0.5);
     for (int i = 1; i < 5; i++) fill_random(&bn_in[i], 0.4, i == 1 || i == 4 ? 1.0 : 0.0);
     for (int training = 0; training < 2; training++) {
       ir_attr_t attr = IR_ATTR_I("training", training);
       ir_tensor_t o[2][5], d[2][3];
       for (int run = 0; run < 2; run++) {
-        two_threads_t two = {{two_run}, 0};
-        o[run][0] = tensor(dt, 3, (int64_t[]){B, C, BL});
-        for (int j = 1; j < 5; j++) o[run][j] = tensor(dt, 1, (int64_t[]){C});
-        run_kernel(IR_OP_BATCHNORM, &attr, 1, bn_in, 5, o[run], 5, run ? &two.base : NULL);
+        tu_two_threads_t two = tu_two_threads();
+        o[run][0] = tu_tensor(dt, 3, (int64_t[]){B, C, BL});
+        for (int j = 1; j < 5; j++) o[run][j] = tu_tensor(dt, 1, (int64_t[]){C});
+        tu_run_kernel(IR_OP_BATCHNORM, "test.node", &attr, 1, bn_in, 5, o[run], 5,
+                      run ? &two.base : NULL);
         ir_tensor_t bwd_in[5] = {bn_in[0], bn_in[1], o[run][1], o[run][2],
-                                 tensor(dt, 3, (int64_t[]){B, C, BL})};
-        for (int64_t i = 0; i < B * C * BL; i++) set(&bwd_in[4], i, cos(0.1 * (double)i));
-        d[run][0] = tensor(dt, 3, (int64_t[]){B, C, BL});
-        d[run][1] = tensor(dt, 1, (int64_t[]){C});
-        d[run][2] = tensor(dt, 1, (int64_t[]){C});
-        run_kernel(IR_OP_BATCHNORM_BWD, &attr, 1, bwd_in, 5, d[run], 3, run ? &two.base : NULL);
+                                 tu_tensor(dt, 3, (int64_t[]){B, C, BL})};
+        for (int64_t i = 0; i < B * C * BL; i++) tu_set(&bwd_in[4], i, cos(0.1 * (double)i));
+        d[run][0] = tu_tensor(dt, 3, (int64_t[]){B, C, BL});
+        d[run][1] = tu_tensor(dt, 1, (int64_t[]){C});
+        d[run][2] = tu_tensor(dt, 1, (int64_t[]){C});
+        tu_run_kernel(IR_OP_BATCHNORM_BWD, "test.node", &attr, 1, bwd_in, 5, d[run], 3,
+                      run ? &two.base : NULL);
         free(bwd_in[4].data);
         ck_assert(!run || two.splits > 0);
       }
       for (int j = 0; j < 5; j++)
-        ck_assert_msg(same_bits(&o[0][j], &o[1][j]), "batchnorm output %d differs (training=%d)", j,
+        ck_assert_msg(tu_same_bits(&o[0][j], &o[1][j]),
+                      "batchnorm output %d differs (training=%d)", j,
                       training);
       for (int j = 0; j < 3; j++)
-        ck_assert_msg(same_bits(&d[0][j], &d[1][j]),
+        ck_assert_msg(tu_same_bits(&d[0][j], &d[1][j]),
                       "batchnorm_bwd output %d differs (training=%d)", j, training);
       if (!training) { /* eval passes the running stats through bit for bit */
-        ck_assert(same_bits(&o[0][3], &bn_in[3]) && same_bits(&o[0][4], &bn_in[4]));
-        ck_assert(same_bits(&o[0][1], &bn_in[3]));
+        ck_assert(tu_same_bits(&o[0][3], &bn_in[3]) && tu_same_bits(&o[0][4], &bn_in[4]));
+        ck_assert(tu_same_bits(&o[0][1], &bn_in[3]));
       }
       for (int run = 0; run < 2; run++) {
-        free_all(o[run], 5);
-        free_all(d[run], 3);
+        tu_free_tensors(o[run], 5);
+        tu_free_tensors(d[run], 3);
       }
     }
-    free_all(bn_in, 5);
-    free_all(in, 3);
+    tu_free_tensors(bn_in, 5);
+    tu_free_tensors(in, 3);
     free(bin[2].data);
-    free_all(y, 2);
-    free_all(g[0], 3);
-    free_all(g[1], 3);
+    tu_free_tensors(y, 2);
+    tu_free_tensors(g[0], 3);
+    tu_free_tensors(g[1], 3);
   }
 }
 END_TEST
@@ -407,26 +310,26 @@ END_TEST
  * outside the golden file's shapes. */
 START_TEST(test_conv_definition) {
   enum { B = 2, CI = 11, CO = 2, K = 6, P = 4, L = 9, LO = L + 2 * P - K + 1 };
-  ir_tensor_t in[3] = {tensor(IR_DTYPE_F64, 3, (int64_t[]){B, CI, L}),
-                       tensor(IR_DTYPE_F64, 3, (int64_t[]){CO, CI, K}),
-                       tensor(IR_DTYPE_F64, 1, (int64_t[]){CO})};
+  ir_tensor_t in[3] = {tu_tensor(IR_DTYPE_F64, 3, (int64_t[]){B, CI, L}),
+                       tu_tensor(IR_DTYPE_F64, 3, (int64_t[]){CO, CI, K}),
+                       tu_tensor(IR_DTYPE_F64, 1, (int64_t[]){CO})};
   for (int i = 0; i < 3; i++) fill_random(&in[i], 1.0, 0.0);
-  ir_tensor_t y = tensor(IR_DTYPE_F64, 3, (int64_t[]){B, CO, LO});
+  ir_tensor_t y = tu_tensor(IR_DTYPE_F64, 3, (int64_t[]){B, CO, LO});
   ir_attr_t pad = IR_ATTR_I("padding", P);
-  run_kernel(IR_OP_CONV1D, &pad, 1, in, 3, &y, 1, NULL);
+  tu_run_kernel(IR_OP_CONV1D, "test.node", &pad, 1, in, 3, &y, 1, NULL);
   for (int b = 0; b < B; b++)
     for (int o = 0; o < CO; o++)
       for (int t = 0; t < LO; t++) {
-        double s = get(&in[2], o);
+        double s = tu_get(&in[2], o);
         for (int c = 0; c < CI; c++)
           for (int k = 0; k < K; k++) {
             int src = t + k - P;
             if (src >= 0 && src < L)
-              s += get(&in[1], (o * CI + c) * K + k) * get(&in[0], (b * CI + c) * L + src);
+              s += tu_get(&in[1], (o * CI + c) * K + k) * tu_get(&in[0], (b * CI + c) * L + src);
           }
-        ck_assert_double_le(fabs(get(&y, (b * CO + o) * LO + t) - s), 1e-13);
+        ck_assert_double_le(fabs(tu_get(&y, (b * CO + o) * LO + t) - s), 1e-13);
       }
-  free_all(in, 3);
+  tu_free_tensors(in, 3);
   free(y.data);
 }
 END_TEST
@@ -435,13 +338,7 @@ END_TEST
 
 static void expect_error(ir_graph_t *g, ir_op_t op, const uint32_t *ins, uint32_t nin,
                          const ir_attr_t *attrs, uint32_t nattrs, const char *needle) {
-  ck_assert_uint_eq(emit(g, op, ins, nin, attrs, nattrs), IR_NONE);
-  ad_status_t st = ir_graph_take_error(g);
-  ck_assert_ptr_nonnull(st);
-  ck_assert_int_eq(ad_status_code(st), AD_STATUS_INVALID_ARGUMENT);
-  ck_assert_msg(strstr(ad_status_message(st), needle), "message '%s' lacks '%s'",
-                ad_status_message(st), needle);
-  ad_status_free(st);
+  tu_expect_build_error(g, tu_node(g, op, NULL, ins, nin, attrs, nattrs, NULL), needle, NULL);
 }
 
 START_TEST(test_infer) {
@@ -465,14 +362,14 @@ START_TEST(test_infer) {
   uint32_t xs = input(g, "xs", IR_DTYPE_F32, 3, (ir_dim_t[]){b, c3, c5}); /* static L = 5 */
 
   /* K = 15 with the default padding keeps the symbolic length L */
-  uint32_t y = emit(g, IR_OP_CONV1D, (uint32_t[]){x, w15, b4}, 3, NULL, 0);
+  uint32_t y = tu_node(g, IR_OP_CONV1D, NULL, (uint32_t[]){x, w15, b4}, 3, NULL, 0, NULL);
   ck_assert_uint_ne(y, IR_NONE);
   const ir_type_t *ty = ir_value_type(g, y);
   ck_assert(ty->rank == 3 && ir_dim_equal(ty->dims[0], b) && ir_dim_equal(ty->dims[1], c4) &&
             ir_dim_equal(ty->dims[2], l));
   /* an even width with padding K/2 grows the length by one */
   ir_attr_t pad2 = IR_ATTR_I("padding", 2);
-  uint32_t ye = emit(g, IR_OP_CONV1D, (uint32_t[]){x, w4}, 2, &pad2, 1);
+  uint32_t ye = tu_node(g, IR_OP_CONV1D, NULL, (uint32_t[]){x, w4}, 2, &pad2, 1, NULL);
   ir_dim_t lp1;
   ck_assert(ir_dim_add_const(l, 1, &lp1));
   ck_assert(ir_dim_equal(ir_value_type(g, ye)->dims[2], lp1));
@@ -484,13 +381,14 @@ START_TEST(test_infer) {
   ck_assert_uint_eq(cost.flops, 2ull * 2 * 4 * 37 * 3 * 15);
   /* the backward's outputs: dx like x, dw like w, db [Cout] only with has_bias */
   ir_attr_t bwd_attrs[2] = {IR_ATTR_I("has_bias", 1), IR_ATTR_I("padding", 7)};
-  uint32_t dx = emit(g, IR_OP_CONV1D_BWD, (uint32_t[]){x, w15, y}, 3, bwd_attrs, 2);
+  uint32_t dx = tu_node(g, IR_OP_CONV1D_BWD, NULL, (uint32_t[]){x, w15, y}, 3, bwd_attrs, 2, NULL);
   ck_assert_uint_ne(dx, IR_NONE);
   ck_assert_uint_eq(ir_value_producer(g, dx)->noutputs, 3);
   ck_assert(ir_type_equal(ir_value_type(g, dx), ir_value_type(g, x)));
   ck_assert(ir_type_equal(ir_value_type(g, dx + 1), ir_value_type(g, w15)));
   ck_assert(ir_type_equal(ir_value_type(g, dx + 2), ir_value_type(g, b4)));
-  uint32_t dx2 = emit(g, IR_OP_CONV1D_BWD, (uint32_t[]){x, w15, y}, 3, bwd_attrs + 1, 1);
+  uint32_t dx2 = tu_node(g, IR_OP_CONV1D_BWD, NULL, (uint32_t[]){x, w15, y}, 3, bwd_attrs + 1, 1,
+                         NULL);
   ck_assert_uint_eq(ir_value_producer(g, dx2)->noutputs, 2);
   /* the VJP emits conv1d_bwd with the effective padding and the bias flag */
   uint32_t grads[3];
@@ -515,7 +413,8 @@ START_TEST(test_infer) {
   /* valid convs whose output could be empty: L symbolic (L = 1 allowed) or static too short */
   expect_error(g, IR_OP_CONV1D, (uint32_t[]){x, w3}, 2, &pad0, 1, "< 1");
   expect_error(g, IR_OP_CONV1D, (uint32_t[]){xs, w15}, 2, &pad0, 1, "< 1");
-  uint32_t yv = emit(g, IR_OP_CONV1D, (uint32_t[]){xs, w3}, 2, &pad0, 1); /* 5 - 3 + 1 = 3 */
+  uint32_t yv =
+      tu_node(g, IR_OP_CONV1D, NULL, (uint32_t[]){xs, w3}, 2, &pad0, 1, NULL); /* 5 - 3 + 1 = 3 */
   ck_assert_uint_ne(yv, IR_NONE);
   ck_assert(ir_dim_equal(ir_value_type(g, yv)->dims[2], c3));
   /* conv1d_bwd: dy must be the output's type */
@@ -527,7 +426,8 @@ START_TEST(test_infer) {
   uint32_t v3[4];
   for (int i = 0; i < 4; i++)
     v3[i] = input(g, (const char *[]){"g", "h", "rm", "rv"}[i], IR_DTYPE_F32, 1, &c3);
-  uint32_t y_bn = emit(g, IR_OP_BATCHNORM, (uint32_t[]){x, v3[0], v3[1], v3[2], v3[3]}, 5, NULL, 0);
+  uint32_t y_bn = tu_node(g, IR_OP_BATCHNORM, NULL, (uint32_t[]){x, v3[0], v3[1], v3[2], v3[3]}, 5,
+                          NULL, 0, NULL);
   ck_assert_uint_ne(y_bn, IR_NONE);
   ck_assert(ir_type_equal(ir_value_type(g, y_bn), ir_value_type(g, x)));
   for (int j = 1; j < 5; j++)
@@ -539,7 +439,8 @@ START_TEST(test_infer) {
   for (int i = 0; i < 5; i++) ck_assert(bgr[i] == IR_NONE);
   ir_attr_t eval = IR_ATTR_I("training", 0);
   uint32_t y_ev =
-      emit(g, IR_OP_BATCHNORM, (uint32_t[]){x, v3[0], v3[1], v3[2], v3[3]}, 5, &eval, 1);
+      tu_node(g, IR_OP_BATCHNORM, NULL, (uint32_t[]){x, v3[0], v3[1], v3[2], v3[3]}, 5, &eval, 1,
+              NULL);
   apply_vjp(g, y_ev, (uint32_t[]){y_ev, IR_NONE, IR_NONE, IR_NONE, IR_NONE}, bgr);
   ck_assert_int_eq(ir_node_attr_int(ir_value_producer(g, bgr[0]), "training", -1), 0);
   ck_assert(bgr[1] == bgr[0] + 1 && bgr[2] == bgr[0] + 2 && bgr[3] == IR_NONE);
@@ -574,8 +475,9 @@ START_TEST(test_train_single_value) {
   uint32_t v[4];
   for (int i = 0; i < 4; i++)
     v[i] = input(g, (const char *[]){"w", "b", "rm", "rv"}[i], IR_DTYPE_F64, 1, &two);
-  uint32_t y = emit(g, IR_OP_BATCHNORM, (uint32_t[]){x, v[0], v[1], v[2], v[3]}, 5, NULL, 0);
-  output(g, "y", y);
+  uint32_t y = tu_node(g, IR_OP_BATCHNORM, NULL, (uint32_t[]){x, v[0], v[1], v[2], v[3]}, 5, NULL,
+                       0, NULL);
+  tu_output(g, "y", y);
   static const double vals[4][2] = {{1, 1}, {0, 0}, {0, 0}, {1, 1}};
   for (int64_t len = 1; len <= 2; len++) {
     int64_t sv[IR_MAX_SYMBOLS] = {0};
@@ -597,8 +499,8 @@ START_TEST(test_train_single_value) {
       ck_assert_ptr_null(st);
       const ir_tensor_t *yt = rt_interp_output(it, "y");
       /* (x - mean) / sqrt(var + eps): +-1 up to eps, for channel [1, 2] */
-      ck_assert_double_le(fabs(get(yt, 0) + 1.0 / sqrt(1.0 + 4e-5)), 1e-14);
-      ck_assert_double_le(fabs(get(yt, 1) - 1.0 / sqrt(1.0 + 4e-5)), 1e-14);
+      ck_assert_double_le(fabs(tu_get(yt, 0) + 1.0 / sqrt(1.0 + 4e-5)), 1e-14);
+      ck_assert_double_le(fabs(tu_get(yt, 1) - 1.0 / sqrt(1.0 + 4e-5)), 1e-14);
     }
     rt_interp_free(it);
   }
@@ -620,10 +522,4 @@ static Suite *conv_suite(void) {
   return s;
 }
 
-int main(void) {
-  SRunner *sr = srunner_create(conv_suite());
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+int main(void) { return tu_run_suite(conv_suite()); }

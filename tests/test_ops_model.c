@@ -7,70 +7,16 @@
  * malformed nodes with a message naming the problem. */
 #include <check.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ir/ir.h"
 #include "tests/support/op_harness.h"
-
-/* ---- a 2-thread ir_parallel_t: the tail of every range on a fresh thread ---------------- */
-
-typedef struct two_threads {
-  ir_parallel_t base;
-  int splits;
-} two_threads_t;
-
-typedef struct half_job {
-  ir_range_fn fn;
-  void *ctx;
-  int64_t begin, end;
-} half_job_t;
-
-static void *run_half(void *p) {
-  half_job_t *j = p;
-  j->fn(j->ctx, j->begin, j->end);
-  return NULL;
-}
-
-static void two_run(ir_parallel_t *self, int64_t n, int64_t grain, ir_range_fn fn, void *ctx) {
-  (void)grain;
-  two_threads_t *t = (two_threads_t *)self;
-  if (n < 2) {
-    fn(ctx, 0, n);
-    return;
-  }
-  int64_t mid = n / 3 > 0 ? n / 3 : 1;
-  half_job_t job = {fn, ctx, mid, n};
-  pthread_t th;
-  ck_assert_int_eq(pthread_create(&th, NULL, run_half, &job), 0);
-  fn(ctx, 0, mid);
-  ck_assert_int_eq(pthread_join(th, NULL), 0);
-  t->splits++;
-}
+#include "tests/support/test_util.h"
 
 /* ---- tensors and kernels -------------------------------------------------------------- */
 
 static uint64_t g_rng = 0x452821e638d01377ull;
-
-static double urand(void) { /* uniform in [-1, 1) */
-  g_rng ^= g_rng << 13;
-  g_rng ^= g_rng >> 7;
-  g_rng ^= g_rng << 17;
-  return (double)(g_rng >> 11) / 9007199254740992.0 * 2.0 - 1.0;
-}
-
-static ir_tensor_t tensor(ir_dtype_t dt, int rank, const int64_t *dims) {
-  ir_tensor_t t;
-  memset(&t, 0, sizeof t);
-  t.dtype = dt;
-  t.rank = rank;
-  for (int i = 0; i < rank; i++) t.dims[i] = dims[i];
-  int64_t n = ir_tensor_numel(&t);
-  t.data = calloc((size_t)(n > 0 ? n : 1), ir_dtype_size(dt));
-  ck_assert_ptr_nonnull(t.data);
-  return t;
-}
 
 static double get(const ir_tensor_t *t, int64_t i) {
   switch (t->dtype) {
@@ -94,32 +40,7 @@ static void set(ir_tensor_t *t, int64_t i, double v) {
 
 static void fill_random(ir_tensor_t *t, double scale) {
   int64_t n = ir_tensor_numel(t);
-  for (int64_t i = 0; i < n; i++) set(t, i, scale * urand());
-}
-
-static ad_status_t try_kernel(ir_op_t op, const ir_attr_t *attrs, uint32_t nattrs,
-                              const ir_tensor_t *in, uint32_t nin, ir_tensor_t *out, uint32_t nout,
-                              ir_parallel_t *par) {
-  ir_node_t node;
-  memset(&node, 0, sizeof node);
-  node.op = op;
-  node.name = "test.node";
-  node.ninputs = nin;
-  node.attrs = attrs; /* callers pass them sorted by key, as ir_build stores them */
-  node.nattrs = nattrs;
-  ir_kernel_args_t a = {.node = &node, .in = in, .nin = nin, .out = out, .nout = nout, .par = par};
-  return ir_op_info(op)->kernel(&a);
-}
-
-static void run_kernel(ir_op_t op, const ir_attr_t *attrs, uint32_t nattrs, const ir_tensor_t *in,
-                       uint32_t nin, ir_tensor_t *out, uint32_t nout, ir_parallel_t *par) {
-  ad_status_t st = try_kernel(op, attrs, nattrs, in, nin, out, nout, par);
-  if (st) ck_abort_msg("%s kernel failed: %s", ir_op_name(op), ad_status_message(st));
-}
-
-static bool same_bits(const ir_tensor_t *a, const ir_tensor_t *b) {
-  return ir_tensor_numel(a) == ir_tensor_numel(b) &&
-         memcmp(a->data, b->data, (size_t)ir_tensor_numel(a) * ir_dtype_size(a->dtype)) == 0;
+  for (int64_t i = 0; i < n; i++) set(t, i, scale * tu_urand(&g_rng));
 }
 
 /* ---- golden cases ----------------------------------------------------------------------- */
@@ -138,10 +59,10 @@ START_TEST(test_rel_shift_index_map) {
     for (int64_t n = 1; n <= 9; n += 4) {
       ir_dtype_t dt = dts[di];
       int64_t w = 2 * n - 1;
-      ir_tensor_t x = tensor(dt, 3, (int64_t[]){3, n, w});
-      ir_tensor_t y = tensor(dt, 3, (int64_t[]){3, n, n});
+      ir_tensor_t x = tu_tensor(dt, 3, (int64_t[]){3, n, w});
+      ir_tensor_t y = tu_tensor(dt, 3, (int64_t[]){3, n, n});
       for (int64_t k = 0; k < ir_tensor_numel(&x); k++) set(&x, k, (double)(k % 251));
-      run_kernel(IR_OP_REL_SHIFT, NULL, 0, &x, 1, &y, 1, NULL);
+      tu_run_kernel(IR_OP_REL_SHIFT, "test.node", NULL, 0, &x, 1, &y, 1, NULL);
       for (int64_t r = 0; r < 3; r++)
         for (int64_t i = 0; i < n; i++)
           for (int64_t j = 0; j < n; j++)
@@ -150,9 +71,9 @@ START_TEST(test_rel_shift_index_map) {
       /* the backward scatters back: bwd(y) keeps the window and zeroes the rest, and
        * rel_shift(bwd(dy)) == dy */
       ir_tensor_t bin[2] = {y, x};
-      ir_tensor_t dx = tensor(dt, 3, (int64_t[]){3, n, w});
+      ir_tensor_t dx = tu_tensor(dt, 3, (int64_t[]){3, n, w});
       fill_random(&dx, 7.0); /* stale contents must be overwritten */
-      run_kernel(IR_OP_REL_SHIFT_BWD, NULL, 0, bin, 2, &dx, 1, NULL);
+      tu_run_kernel(IR_OP_REL_SHIFT_BWD, "test.node", NULL, 0, bin, 2, &dx, 1, NULL);
       for (int64_t r = 0; r < 3; r++)
         for (int64_t i = 0; i < n; i++)
           for (int64_t k = 0; k < w; k++) {
@@ -160,9 +81,9 @@ START_TEST(test_rel_shift_index_map) {
             double want = (j >= 0 && j < n) ? get(&x, (r * n + i) * w + k) : 0.0;
             ck_assert_double_eq(get(&dx, (r * n + i) * w + k), want);
           }
-      ir_tensor_t y2 = tensor(dt, 3, (int64_t[]){3, n, n});
-      run_kernel(IR_OP_REL_SHIFT, NULL, 0, &dx, 1, &y2, 1, NULL);
-      ck_assert(same_bits(&y, &y2));
+      ir_tensor_t y2 = tu_tensor(dt, 3, (int64_t[]){3, n, n});
+      tu_run_kernel(IR_OP_REL_SHIFT, "test.node", NULL, 0, &dx, 1, &y2, 1, NULL);
+      ck_assert(tu_same_bits(&y, &y2));
       free(x.data);
       free(y.data);
       free(dx.data);
@@ -175,15 +96,15 @@ END_TEST
 /* ---- one_hot: every byte against the table, in both dtypes ------------------------------- */
 
 START_TEST(test_one_hot_table) {
-  ir_tensor_t b = tensor(IR_DTYPE_U8, 2, (int64_t[]){2, 256});
+  ir_tensor_t b = tu_tensor(IR_DTYPE_U8, 2, (int64_t[]){2, 256});
   for (int i = 0; i < 512; i++) ((uint8_t *)b.data)[i] = (uint8_t)(i < 256 ? i : 511 - i);
   static const char *const names[2] = {"f32", "f64"};
   static const ir_dtype_t dts[2] = {IR_DTYPE_F32, IR_DTYPE_F64};
   for (int di = 0; di < 2; di++) {
-    ir_tensor_t y = tensor(dts[di], 3, (int64_t[]){2, 256, 4});
+    ir_tensor_t y = tu_tensor(dts[di], 3, (int64_t[]){2, 256, 4});
     fill_random(&y, 3.0);
     ir_attr_t attrs[1] = {IR_ATTR_S("dtype", names[di])};
-    run_kernel(IR_OP_ONE_HOT, attrs, 1, &b, 1, &y, 1, NULL);
+    tu_run_kernel(IR_OP_ONE_HOT, "test.node", attrs, 1, &b, 1, &y, 1, NULL);
     for (int i = 0; i < 512; i++) {
       int c = ((uint8_t *)b.data)[i];
       double want[4] = {0, 0, 0, 0};
@@ -209,18 +130,18 @@ START_TEST(test_esm_token_dropout_arithmetic) {
   static const int nvalid[B] = {7, 3};
   for (int di = 0; di < 2; di++) {
     ir_dtype_t dt = di ? IR_DTYPE_F64 : IR_DTYPE_F32;
-    ir_tensor_t in[3] = {tensor(dt, 3, (int64_t[]){B, L, H}),
-                         tensor(IR_DTYPE_I64, 2, (int64_t[]){B, L}),
-                         tensor(dt, 2, (int64_t[]){B, L})};
+    ir_tensor_t in[3] = {tu_tensor(dt, 3, (int64_t[]){B, L, H}),
+                         tu_tensor(IR_DTYPE_I64, 2, (int64_t[]){B, L}),
+                         tu_tensor(dt, 2, (int64_t[]){B, L})};
     fill_random(&in[0], 2.0);
     for (int b = 0; b < B; b++)
       for (int t = 0; t < L; t++) {
         set(&in[1], b * L + t, (double)ids_v[b][t]);
         set(&in[2], b * L + t, t < nvalid[b] ? 1.0 : 0.0);
       }
-    ir_tensor_t y = tensor(dt, 3, (int64_t[]){B, L, H});
+    ir_tensor_t y = tu_tensor(dt, 3, (int64_t[]){B, L, H});
     ir_attr_t attrs[2] = {IR_ATTR_I("mask_token", 32), IR_ATTR_F("ratio", 0.15 * 0.8)};
-    run_kernel(IR_OP_ESM_TOKEN_DROPOUT, attrs, 2, in, 3, &y, 1, NULL);
+    tu_run_kernel(IR_OP_ESM_TOKEN_DROPOUT, "test.node", attrs, 2, in, 3, &y, 1, NULL);
     /* torch: 1 - (float)3 / (float)7 in float32, and 1 - 0/3 */
     float den0 = 1.0f - 3.0f / 7.0f;
     for (int b = 0; b < B; b++)
@@ -249,9 +170,9 @@ START_TEST(test_esm_token_dropout_threads) {
   enum { B = 4, L = 50, H = 16 };
   for (int di = 0; di < 2; di++) {
     ir_dtype_t dt = di ? IR_DTYPE_F64 : IR_DTYPE_F32;
-    ir_tensor_t in[3] = {tensor(dt, 3, (int64_t[]){B, L, H}),
-                         tensor(IR_DTYPE_I32, 2, (int64_t[]){B, L}),
-                         tensor(dt, 2, (int64_t[]){B, L})};
+    ir_tensor_t in[3] = {tu_tensor(dt, 3, (int64_t[]){B, L, H}),
+                         tu_tensor(IR_DTYPE_I32, 2, (int64_t[]){B, L}),
+                         tu_tensor(dt, 2, (int64_t[]){B, L})};
     fill_random(&in[0], 2.0);
     for (int b = 0; b < B; b++)
       for (int t = 0; t < L; t++) {
@@ -259,12 +180,13 @@ START_TEST(test_esm_token_dropout_threads) {
         set(&in[2], b * L + t, t < L - 9 * b ? 1.0 : 0.0);
       }
     ir_attr_t attrs[2] = {IR_ATTR_I("mask_token", 32), IR_ATTR_F("ratio", 0.12)};
-    ir_tensor_t y = tensor(dt, 3, (int64_t[]){B, L, H}), y2 = tensor(dt, 3, (int64_t[]){B, L, H});
-    run_kernel(IR_OP_ESM_TOKEN_DROPOUT, attrs, 2, in, 3, &y, 1, NULL);
-    two_threads_t two = {{two_run}, 0};
-    run_kernel(IR_OP_ESM_TOKEN_DROPOUT, attrs, 2, in, 3, &y2, 1, &two.base);
+    ir_tensor_t y = tu_tensor(dt, 3, (int64_t[]){B, L, H}), y2 = tu_tensor(dt, 3,
+                              (int64_t[]){B, L, H});
+    tu_run_kernel(IR_OP_ESM_TOKEN_DROPOUT, "test.node", attrs, 2, in, 3, &y, 1, NULL);
+    tu_two_threads_t two = tu_two_threads();
+    tu_run_kernel(IR_OP_ESM_TOKEN_DROPOUT, "test.node", attrs, 2, in, 3, &y2, 1, &two.base);
     ck_assert_int_gt(two.splits, 0);
-    ck_assert(same_bits(&y, &y2));
+    ck_assert(tu_same_bits(&y, &y2));
     for (int i = 0; i < 3; i++) free(in[i].data);
     free(y.data);
     free(y2.data);
@@ -290,31 +212,10 @@ static gfix_t gfix_make(void) {
   return f;
 }
 
-static uint32_t input(gfix_t *f, const char *name, const char *type) {
-  ir_type_t t;
-  ad_status_t st = ir_parse_type(f->m, type, &t);
-  if (st) ck_abort_msg("type '%s': %s", type, ad_status_message(st));
-  ir_node_desc_t d = {.op = IR_OP_INPUT, .name = name, .out_types = &t, .nout_types = 1};
-  uint32_t v = ir_build(f->g, &d);
-  ck_assert_uint_ne(v, IR_NONE);
-  return v;
-}
-
-static uint32_t emit(ir_graph_t *g, ir_op_t op, const uint32_t *ins, uint32_t nin,
-                     const ir_attr_t *attrs, uint32_t nattrs) {
-  ir_node_desc_t d = {.op = op, .inputs = ins, .ninputs = nin, .attrs = attrs, .nattrs = nattrs};
-  return ir_build(g, &d);
-}
-
 static void expect_error(gfix_t *f, ir_op_t op, const uint32_t *ins, uint32_t nin,
                          const ir_attr_t *attrs, uint32_t nattrs, const char *needle) {
-  uint32_t v = emit(f->g, op, ins, nin, attrs, nattrs);
-  ck_assert_uint_eq(v, IR_NONE);
-  ad_status_t st = ir_graph_take_error(f->g);
-  ck_assert_ptr_nonnull(st);
-  ck_assert_msg(strstr(ad_status_message(st), needle), "message '%s' lacks '%s'",
-                ad_status_message(st), needle);
-  ad_status_free(st);
+  ck_assert_uint_eq(tu_node(f->g, op, NULL, ins, nin, attrs, nattrs, NULL), IR_NONE);
+  tu_expect_msg(ir_graph_take_error(f->g), needle, NULL);
 }
 
 static void expect_type(gfix_t *f, uint32_t v, const char *type) {
@@ -338,9 +239,9 @@ static void apply_vjp(gfix_t *f, uint32_t v, uint32_t dy, uint32_t *in_grads, ui
 
 START_TEST(test_infer_and_vjp_rules) {
   gfix_t f = gfix_make();
-  uint32_t x = input(&f, "x", "f32[B,8,N,2*N-1]");
-  uint32_t bad = input(&f, "bad", "f32[B,8,N,2*N]");
-  uint32_t y = emit(f.g, IR_OP_REL_SHIFT, &x, 1, NULL, 0);
+  uint32_t x = tu_input_text(f.g, "x", "f32[B,8,N,2*N-1]");
+  uint32_t bad = tu_input_text(f.g, "bad", "f32[B,8,N,2*N]");
+  uint32_t y = tu_node(f.g, IR_OP_REL_SHIFT, NULL, &x, 1, NULL, 0, NULL);
   expect_type(&f, y, "f32[B,8,N,N]");
   expect_error(&f, IR_OP_REL_SHIFT, &bad, 1, NULL, 0, "2n-1");
   uint32_t g[4];
@@ -354,26 +255,26 @@ START_TEST(test_infer_and_vjp_rules) {
   ck_assert_uint_eq(ir_op_info(IR_OP_REL_SHIFT_BWD)->nondiff_inputs, 1u << 1);
   expect_error(&f, IR_OP_REL_SHIFT_BWD, (uint32_t[]){x, x}, 2, NULL, 0, "dy");
 
-  uint32_t bytes = input(&f, "bytes", "u8[B,N]");
-  uint32_t fb = input(&f, "fb", "f32[B,N]");
+  uint32_t bytes = tu_input_text(f.g, "bytes", "u8[B,N]");
+  uint32_t fb = tu_input_text(f.g, "fb", "f32[B,N]");
   ir_attr_t f64a[1] = {IR_ATTR_S("dtype", "f64")}, i64a[1] = {IR_ATTR_S("dtype", "i64")};
-  expect_type(&f, emit(f.g, IR_OP_ONE_HOT, &bytes, 1, f64a, 1), "f64[B,N,4]");
+  expect_type(&f, tu_node(f.g, IR_OP_ONE_HOT, NULL, &bytes, 1, f64a, 1, NULL), "f64[B,N,4]");
   expect_error(&f, IR_OP_ONE_HOT, &fb, 1, f64a, 1, "u8");
   expect_error(&f, IR_OP_ONE_HOT, &bytes, 1, i64a, 1, "dtype");
   expect_error(&f, IR_OP_ONE_HOT, &bytes, 1, NULL, 0, "dtype");
   ck_assert_ptr_null(ir_op_info(IR_OP_ONE_HOT)->vjp);
 
-  uint32_t e = input(&f, "e", "f64[B,N,16]"), ids = input(&f, "ids", "i64[B,N]");
-  uint32_t m = input(&f, "m", "f64[B,N]"), fids = input(&f, "fids", "f64[B,N]");
-  uint32_t m3 = input(&f, "m3", "f64[B,N,1]");
+  uint32_t e = tu_input_text(f.g, "e", "f64[B,N,16]"), ids = tu_input_text(f.g, "ids", "i64[B,N]");
+  uint32_t m = tu_input_text(f.g, "m", "f64[B,N]"), fids = tu_input_text(f.g, "fids", "f64[B,N]");
+  uint32_t m3 = tu_input_text(f.g, "m3", "f64[B,N,1]");
   ir_attr_t ea[2] = {IR_ATTR_I("mask_token", 32), IR_ATTR_F("ratio", 0.12)};
   ir_attr_t eb[1] = {IR_ATTR_F("ratio", 1.0)};
-  uint32_t z = emit(f.g, IR_OP_ESM_TOKEN_DROPOUT, (uint32_t[]){e, ids, m}, 3, ea, 2);
+  uint32_t z = tu_node(f.g, IR_OP_ESM_TOKEN_DROPOUT, NULL, (uint32_t[]){e, ids, m}, 3, ea, 2, NULL);
   expect_type(&f, z, "f64[B,N,16]");
   expect_error(&f, IR_OP_ESM_TOKEN_DROPOUT, (uint32_t[]){e, fids, m}, 3, ea, 2, "ids");
   expect_error(&f, IR_OP_ESM_TOKEN_DROPOUT, (uint32_t[]){e, ids, m3}, 3, ea, 2, "mask");
   expect_error(&f, IR_OP_ESM_TOKEN_DROPOUT, (uint32_t[]){e, ids, m}, 3, eb, 1, "ratio");
-  uint32_t dz = input(&f, "dz", "f64[B,N,16]");
+  uint32_t dz = tu_input_text(f.g, "dz", "f64[B,N,16]");
   uint32_t eg[3];
   apply_vjp(&f, z, dz, eg, 3);
   const ir_node_t *en = ir_value_producer(f.g, eg[0]);
@@ -402,10 +303,4 @@ static Suite *model_suite(void) {
   return s;
 }
 
-int main(void) {
-  SRunner *sr = srunner_create(model_suite());
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+int main(void) { return tu_run_suite(model_suite()); }

@@ -16,6 +16,7 @@
 #include "runtime/threadpool.h"
 #include "tests/support/golden.h"
 #include "tests/support/op_harness.h"
+#include "tests/support/test_util.h"
 
 #define GOLDEN "tests/golden/ops_train.safetensors"
 
@@ -120,30 +121,12 @@ END_TEST
 
 /* ---- graph helpers ---------------------------------------------------------------------- */
 
-static ir_type_t vec_type(ir_dtype_t dt, int64_t n) {
-  ir_type_t t;
-  memset(&t, 0, sizeof t);
-  t.dtype = dt;
-  t.rank = 1;
-  t.dims[0] = ir_dim_const(n);
-  return t;
-}
+static ir_type_t vec_type(ir_dtype_t dt, int64_t n) { return tu_static_type(dt, 1, &n); }
 
-static ir_type_t scalar_type(ir_dtype_t dt) {
-  ir_type_t t;
-  memset(&t, 0, sizeof t);
-  t.dtype = dt;
-  return t;
-}
+static ir_type_t scalar_type(ir_dtype_t dt) { return tu_static_type(dt, 0, NULL); }
 
 static uint32_t input(ir_graph_t *g, const char *name, ir_type_t t) {
-  ir_node_desc_t d = {.op = IR_OP_INPUT, .name = name, .out_types = &t, .nout_types = 1};
-  return ir_build(g, &d);
-}
-
-static void output(ir_graph_t *g, const char *name, uint32_t v) {
-  ir_node_desc_t d = {.op = IR_OP_OUTPUT, .name = name, .inputs = &v, .ninputs = 1};
-  ir_build(g, &d);
+  return tu_input(g, name, &t);
 }
 
 /* x[n] -> dropout -> "y"; with_vjp adds dy[n] and "dx" = the VJP applied to dy. */
@@ -154,14 +137,8 @@ static ir_module_t *dropout_module(ir_dtype_t dt, int64_t n, double p, const cha
   uint32_t ins[3] = {input(g, "x", vec_type(dt, n)), input(g, "seed", scalar_type(IR_DTYPE_I64)),
                      input(g, "step", scalar_type(IR_DTYPE_I64))};
   ir_attr_t attrs[2] = {IR_ATTR_F("p", p), IR_ATTR_S("key", key)};
-  ir_node_desc_t d = {.op = IR_OP_DROPOUT,
-                      .name = "drop",
-                      .inputs = ins,
-                      .ninputs = 3,
-                      .attrs = attrs,
-                      .nattrs = 2};
-  uint32_t y = ir_build(g, &d);
-  output(g, "y", y);
+  uint32_t y = tu_node(g, IR_OP_DROPOUT, "drop", ins, 3, attrs, 2, NULL);
+  tu_output(g, "y", y);
   if (with_vjp) {
     ir_node_t node = g->nodes[g->nnodes - 2]; /* the dropout, before the output node */
     ck_assert_int_eq(node.op, IR_OP_DROPOUT);
@@ -172,7 +149,7 @@ static ir_module_t *dropout_module(ir_dtype_t dt, int64_t n, double p, const cha
     ck_assert_uint_ne(in_grads[0], IR_NONE);
     ck_assert_uint_eq(in_grads[1], IR_NONE);
     ck_assert_uint_eq(in_grads[2], IR_NONE);
-    output(g, "dx", in_grads[0]);
+    tu_output(g, "dx", in_grads[0]);
   }
   ck_assert_msg(g->error == NULL, "%s", g->error ? ad_status_message(g->error) : "");
   return m;
@@ -379,12 +356,9 @@ START_TEST(test_inference_rejects_malformed_nodes) {
        "weight_decay"},
   };
   for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
-    ir_node_desc_t d = {.op = bad[k].op,
-                        .inputs = bad[k].ins,
-                        .ninputs = bad[k].nin,
-                        .attrs = bad[k].attrs,
-                        .nattrs = bad[k].nattrs};
-    ck_assert_uint_eq(ir_build(g, &d), IR_NONE);
+    ck_assert_uint_eq(
+        tu_node(g, bad[k].op, NULL, bad[k].ins, bad[k].nin, bad[k].attrs, bad[k].nattrs, NULL),
+        IR_NONE);
     ad_status_t st = ir_graph_take_error(g);
     ck_assert_msg(st != NULL, "case %zu accepted", k);
     ck_assert_msg(strstr(ad_status_message(st), bad[k].expect) != NULL, "case %zu: %s", k,
@@ -438,9 +412,5 @@ int main(void) {
   tcase_add_test(tc, test_inference_rejects_malformed_nodes);
   tcase_add_test(tc, test_adamw_rejects_step_zero);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? 1 : 0;
+  return tu_run_suite(s);
 }

@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "support/golden.h"
+#include "support/test_util.h"
 
 #define MAX_SEQS 64
 #define MAX_BATCHES 128
@@ -41,27 +41,6 @@ typedef struct fixture {
   int nbatches;
   batch_t *b;
 } fixture_t;
-
-static char *read_text(const char *rel) {
-  char *path = golden_path(rel);
-  FILE *f = fopen(path, "rb");
-  ck_assert_msg(f != NULL, "cannot open %s", path);
-  free(path);
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char *s = malloc((size_t)n + 1);
-  ck_assert_uint_eq(fread(s, 1, (size_t)n, f), (size_t)n);
-  s[n] = 0;
-  fclose(f);
-  return s;
-}
-
-static int hexval(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  return -1;
-}
 
 /* "tag v v v ..." with exactly len values. */
 static long *parse_longs(const char *line, const char *tag, int len) {
@@ -100,7 +79,7 @@ static void load(fixture_t *fx, const char *rel, bool dna) {
   memset(fx, 0, sizeof *fx);
   fx->cls = fx->eos = fx->unk = fx->mask_id = -1;
   fx->b = calloc(MAX_BATCHES, sizeof *fx->b);
-  char *text = read_text(rel);
+  char *text = tu_read_source(rel);
   char *save = NULL;
   batch_t *cur = NULL;
   int si = 0;
@@ -146,7 +125,7 @@ static void load(fixture_t *fx, const char *rel, bool dna) {
       s->nbytes = hl / 2;
       s->text = calloc(s->nbytes + 1, 1);
       for (size_t i = 0; i < s->nbytes; i++) {
-        int a = hexval(h[2 * i]), b = hexval(h[2 * i + 1]);
+        int a = tu_hexval(h[2 * i]), b = tu_hexval(h[2 * i + 1]);
         ck_assert_msg(a >= 0 && b >= 0, "%s: bad hex", rel);
         s->text[i] = (char)(a * 16 + b);
         ck_assert_msg(s->text[i] != 0, "%s: NUL byte in a golden string", rel);
@@ -354,10 +333,4 @@ static Suite *tok_suite(void) {
   return s;
 }
 
-int main(void) {
-  SRunner *sr = srunner_create(tok_suite());
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+int main(void) { return tu_run_suite(tok_suite()); }

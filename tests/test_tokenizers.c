@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "runtime/tokenizer.h"
-#include "support/golden.h"
+#include "support/test_util.h"
 
 #define MAX_SEQS 64
 #define MAX_BATCHES 128
@@ -33,27 +33,6 @@ typedef struct fixture {
   batch_t *b;
 } fixture_t;
 
-static char *read_text(const char *rel) {
-  char *path = golden_path(rel);
-  FILE *f = fopen(path, "rb");
-  ck_assert_msg(f != NULL, "cannot open %s", path);
-  free(path);
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char *s = malloc((size_t)n + 1);
-  ck_assert_uint_eq(fread(s, 1, (size_t)n, f), (size_t)n);
-  s[n] = 0;
-  fclose(f);
-  return s;
-}
-
-static int hexval(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  return -1;
-}
-
 static long *parse_values(const char *line, const char *tag, int count, double **dv) {
   size_t tl = strlen(tag);
   ck_assert_msg(strncmp(line, tag, tl) == 0, "expected '%s' line, got '%.40s'", tag, line);
@@ -75,7 +54,7 @@ static long *parse_values(const char *line, const char *tag, int count, double *
 static void load(fixture_t *fx, const char *rel, bool dna) {
   memset(fx, 0, sizeof *fx);
   fx->b = calloc(MAX_BATCHES, sizeof *fx->b);
-  char *text = read_text(rel);
+  char *text = tu_read_source(rel);
   char *save = NULL;
   batch_t *cur = NULL;
   int si = 0;
@@ -98,7 +77,7 @@ static void load(fixture_t *fx, const char *rel, bool dna) {
       s->nbytes = hl / 2;
       s->text = calloc(s->nbytes + 1, 1);
       for (size_t i = 0; i < s->nbytes; i++)
-        s->text[i] = (char)(hexval(h[2 * i]) * 16 + hexval(h[2 * i + 1]));
+        s->text[i] = (char)(tu_hexval(h[2 * i]) * 16 + tu_hexval(h[2 * i + 1]));
       char *l2 = strtok_r(NULL, "\n", &save);
       ck_assert_ptr_nonnull(l2);
       if (dna) {
@@ -128,18 +107,6 @@ static void fixture_free(fixture_t *fx) {
   free(fx->b);
 }
 
-static void expect_ok(ad_status_t st) {
-  ck_assert_msg(st == AD_OK, "unexpected error: %s", st ? ad_status_message(st) : "");
-}
-
-static void expect_error(ad_status_t st, const char *needle) {
-  ck_assert_msg(st != AD_OK, "expected an error mentioning '%s'", needle);
-  ck_assert_int_eq(ad_status_code(st), AD_STATUS_INVALID_ARGUMENT);
-  ck_assert_msg(strstr(ad_status_message(st), needle), "error '%s' lacks '%s'",
-                ad_status_message(st), needle);
-  ad_status_free(st);
-}
-
 /* Row r of got against want ids/mask [want_len] (got may be longer only by padding). */
 static void check_row(const rt_tok_batch_t *got, int64_t r, const long *ids, const long *mask,
                       int want_len, const char *what, const sample_t *s) {
@@ -164,7 +131,7 @@ static int run_id_fixture(rt_tok_kind_t kind, const char *rel) {
     for (int i = 0; i < b->n; i++) strs[i] = (rt_tok_str_t){b->s[i].text, b->s[i].nbytes};
     int64_t ml = b->max_length < 0 ? 0 : b->max_length;
     rt_tok_batch_t got;
-    expect_ok(rt_tok_encode(kind, strs, (size_t)b->n, ml, &got));
+    tu_ok(rt_tok_encode(kind, strs, (size_t)b->n, ml, &got));
     ck_assert_int_eq(got.batch, b->n);
     char what[128];
     snprintf(what, sizeof what, "%s batch %s", rel, b->name);
@@ -176,7 +143,7 @@ static int run_id_fixture(rt_tok_kind_t kind, const char *rel) {
     for (int i = 0; i < b->n; i++) {
       int valid = 0;
       while (valid < b->len && b->s[i].mask[valid]) valid++;
-      expect_ok(rt_tok_encode(kind, &strs[i], 1, ml, &got));
+      tu_ok(rt_tok_encode(kind, &strs[i], 1, ml, &got));
       check_row(&got, 0, b->s[i].ids, b->s[i].mask, valid, what, &b->s[i]);
       rt_tok_batch_free(&got);
       rows++;
@@ -209,7 +176,7 @@ START_TEST(dna_onehot_matches_goldens) {
       ir_dtype_t dt = d ? IR_DTYPE_F64 : IR_DTYPE_F32;
       void *oh;
       int64_t len;
-      expect_ok(rt_tok_dna_onehot(strs, (size_t)b->n, dt, &oh, &len));
+      tu_ok(rt_tok_dna_onehot(strs, (size_t)b->n, dt, &oh, &len));
       ck_assert_int_eq(len, b->len);
       for (int i = 0; i < b->n; i++)
         for (int j = 0; j < 4 * b->len; j++) {
@@ -234,7 +201,7 @@ static void expect_ids(rt_tok_kind_t kind, const char *s, size_t n, const int64_
                        int64_t want_len) {
   rt_tok_str_t str = {s, n};
   rt_tok_batch_t got;
-  expect_ok(rt_tok_encode(kind, &str, 1, 0, &got));
+  tu_ok(rt_tok_encode(kind, &str, 1, 0, &got));
   ck_assert_msg(got.len == want_len, "%s '%.*s': %lld ids, want %lld", rt_tok_kind_name(kind),
                 (int)n, s, (long long)got.len, (long long)want_len);
   for (int64_t j = 0; j < want_len; j++)
@@ -288,7 +255,7 @@ START_TEST(invalid_utf8) {
   void *oh;
   int64_t len;
   rt_tok_str_t s = {"\xff" "A\0.", 4};
-  expect_ok(rt_tok_dna_onehot(&s, 1, IR_DTYPE_F32, &oh, &len));
+  tu_ok(rt_tok_dna_onehot(&s, 1, IR_DTYPE_F32, &oh, &len));
   const float want[16] = {0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0.25f, 0.25f, 0.25f, 0.25f};
   ck_assert_int_eq(len, 4);
   ck_assert(memcmp(oh, want, sizeof want) == 0);
@@ -299,25 +266,25 @@ END_TEST
 START_TEST(bad_arguments) {
   rt_tok_batch_t b;
   rt_tok_str_t s[3] = {{"ACGT", 4}, {"ACGT", 4}, {"ACG", 3}};
-  expect_error(rt_tok_encode(RT_TOK_KIND_RNABERT, s, 0, 0, &b), "empty batch");
+  tu_expect_invalid(rt_tok_encode(RT_TOK_KIND_RNABERT, s, 0, 0, &b), "empty batch", NULL);
   ck_assert_ptr_null(b.ids);
-  expect_error(rt_tok_encode(RT_TOK_KIND_ESM2, NULL, 0, 0, &b), "empty batch");
-  expect_error(rt_tok_encode(RT_TOK_KIND_DNA_ONEHOT, s, 1, 0, &b), "token ids");
-  expect_error(rt_tok_encode(RT_TOK_KIND_ESM2, s, 1, 1, &b), "max_length 1");
+  tu_expect_invalid(rt_tok_encode(RT_TOK_KIND_ESM2, NULL, 0, 0, &b), "empty batch", NULL);
+  tu_expect_invalid(rt_tok_encode(RT_TOK_KIND_DNA_ONEHOT, s, 1, 0, &b), "token ids", NULL);
+  tu_expect_invalid(rt_tok_encode(RT_TOK_KIND_ESM2, s, 1, 1, &b), "max_length 1", NULL);
   rt_tok_str_t nul = {NULL, 3};
-  expect_error(rt_tok_encode(RT_TOK_KIND_ESM2, &nul, 1, 0, &b), "row 0");
+  tu_expect_invalid(rt_tok_encode(RT_TOK_KIND_ESM2, &nul, 1, 0, &b), "row 0", NULL);
   rt_tok_str_t empty = {NULL, 0};
-  expect_ok(rt_tok_encode(RT_TOK_KIND_ESM2, &empty, 1, 0, &b));
+  tu_ok(rt_tok_encode(RT_TOK_KIND_ESM2, &empty, 1, 0, &b));
   ck_assert(b.len == 2 && b.ids[0] == 0 && b.ids[1] == 2);
   rt_tok_batch_free(&b);
 
   void *oh = (void *)1;
   int64_t len = 7;
-  expect_error(rt_tok_dna_onehot(s, 0, IR_DTYPE_F32, &oh, &len), "empty batch");
+  tu_expect_invalid(rt_tok_dna_onehot(s, 0, IR_DTYPE_F32, &oh, &len), "empty batch", NULL);
   ck_assert_ptr_null(oh);
-  expect_error(rt_tok_dna_onehot(s, 3, IR_DTYPE_F32, &oh, &len), "row 2 has 3 bytes");
-  expect_error(rt_tok_dna_onehot(s, 2, IR_DTYPE_I64, &oh, &len), "f32 or f64");
-  expect_ok(rt_tok_dna_onehot(&empty, 1, IR_DTYPE_F64, &oh, &len));
+  tu_expect_invalid(rt_tok_dna_onehot(s, 3, IR_DTYPE_F32, &oh, &len), "row 2 has 3 bytes", NULL);
+  tu_expect_invalid(rt_tok_dna_onehot(s, 2, IR_DTYPE_I64, &oh, &len), "f32 or f64", NULL);
+  tu_ok(rt_tok_dna_onehot(&empty, 1, IR_DTYPE_F64, &oh, &len));
   ck_assert_int_eq(len, 0);
   free(oh);
 
@@ -325,11 +292,11 @@ START_TEST(bad_arguments) {
   float f[3];
   double d[3];
   int32_t i32[3];
-  expect_ok(rt_tok_mask_convert(m, 3, IR_DTYPE_F32, f));
+  tu_ok(rt_tok_mask_convert(m, 3, IR_DTYPE_F32, f));
   ck_assert(f[0] == 1.0f && f[1] == 1.0f && f[2] == 0.0f);
-  expect_ok(rt_tok_mask_convert(m, 3, IR_DTYPE_F64, d));
+  tu_ok(rt_tok_mask_convert(m, 3, IR_DTYPE_F64, d));
   ck_assert(d[0] == 1.0 && d[1] == 1.0 && d[2] == 0.0);
-  expect_error(rt_tok_mask_convert(m, 3, IR_DTYPE_I32, i32), "f32 or f64");
+  tu_expect_invalid(rt_tok_mask_convert(m, 3, IR_DTYPE_I32, i32), "f32 or f64", NULL);
 
   ck_assert_int_eq(rt_tok_token_id(RT_TOK_KIND_ESM2, S("<mask>")), 32);
   ck_assert_int_eq(rt_tok_token_id(RT_TOK_KIND_RNABERT, S("[UNUSED3]")), 15);
@@ -353,7 +320,7 @@ START_TEST(very_long_inputs) {
   }
   rt_tok_str_t s[3] = {{acgu, n}, {junk, n}, {brackets, n}};
   rt_tok_batch_t b;
-  expect_ok(rt_tok_encode(RT_TOK_KIND_RNABERT, s, 3, 0, &b));
+  tu_ok(rt_tok_encode(RT_TOK_KIND_RNABERT, s, 3, 0, &b));
   ck_assert_int_eq(b.len, (int64_t)n + 2);
   ck_assert_int_eq(b.ids[0], 2);
   ck_assert_int_eq(b.ids[1], 5);
@@ -373,7 +340,7 @@ START_TEST(very_long_inputs) {
                   (long long)r2[2 + j]);
   rt_tok_batch_free(&b);
 
-  expect_ok(rt_tok_encode(RT_TOK_KIND_ESM2, s, 2, 1024, &b));
+  tu_ok(rt_tok_encode(RT_TOK_KIND_ESM2, s, 2, 1024, &b));
   ck_assert_int_eq(b.len, 1024);
   ck_assert_int_eq(b.ids[0], 0);
   ck_assert_int_eq(b.ids[1], 5);    /* A */
@@ -385,7 +352,7 @@ START_TEST(very_long_inputs) {
   void *oh;
   int64_t len;
   rt_tok_str_t d[2] = {{acgu, n}, {junk, n}};
-  expect_ok(rt_tok_dna_onehot(d, 2, IR_DTYPE_F32, &oh, &len));
+  tu_ok(rt_tok_dna_onehot(d, 2, IR_DTYPE_F32, &oh, &len));
   ck_assert_int_eq(len, (int64_t)n);
   const float *f = oh;
   ck_assert(f[0] == 1 && f[5] == 1 && f[10] == 1 && f[12] == 0 && f[15] == 0); /* U -> zeros */
@@ -408,9 +375,5 @@ int main(void) {
   tcase_add_test(tc, bad_arguments);
   tcase_add_test(tc, very_long_inputs);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return tu_run_suite(s);
 }

@@ -199,6 +199,10 @@ uint32_t tu_input_text(ir_graph_t *g, const char *name, const char *type) {
   return tu_input(g, name, &t);
 }
 
+void tu_output(ir_graph_t *g, const char *name, uint32_t v) {
+  tu_node_ok(g, IR_OP_OUTPUT, name, &v, 1, NULL, 0, NULL);
+}
+
 void tu_expect_build_error(ir_graph_t *g, uint32_t v, const char *n1, const char *n2) {
   ck_assert_uint_eq(v, IR_NONE);
   tu_expect_invalid(ir_graph_take_error(g), n1, n2);
@@ -297,6 +301,17 @@ char *tu_read_file(const char *path, size_t *len) {
   fclose(f);
   *len = (size_t)n;
   return s;
+}
+
+char *tu_read_source(const char *rel) {
+  size_t n;
+  return tu_read_file(tu_source_path(rel), &n);
+}
+
+int tu_hexval(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  return -1;
 }
 
 void tu_write_file(const char *path, const void *data, size_t n) {

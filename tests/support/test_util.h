@@ -85,6 +85,8 @@ uint32_t tu_node_ok(ir_graph_t *g, ir_op_t op, const char *name, const uint32_t 
 /* An INPUT node; fails the test when it is rejected. */
 uint32_t tu_input(ir_graph_t *g, const char *name, const ir_type_t *t);
 uint32_t tu_input_text(ir_graph_t *g, const char *name, const char *type);
+/* An OUTPUT node `name` of v; fails the test when the graph holds an error afterwards. */
+void tu_output(ir_graph_t *g, const char *name, uint32_t v);
 
 /* v must be IR_NONE and the graph's error tu_expect_invalid(n1, n2). */
 void tu_expect_build_error(ir_graph_t *g, uint32_t v, const char *n1, const char *n2);
@@ -125,6 +127,10 @@ const char *tu_source_dir(void);
 const char *tu_source_path(const char *rel);
 /* The whole file, NUL-terminated (malloc'd); fails the test when it cannot be read. */
 char *tu_read_file(const char *path, size_t *len);
+/* tu_read_file of tu_source_path(rel), for texts that hold no NUL bytes. */
+char *tu_read_source(const char *rel);
+/* The value of a lowercase hexadecimal digit; -1 for any other character. */
+int tu_hexval(char c);
 void tu_write_file(const char *path, const void *data, size_t n);
 /* Calls fn(path, name, ctx) for each entry of dir whose name is longer than and ends with
  * suffix (directory order); fails the test when dir cannot be opened. Returns the count. */
