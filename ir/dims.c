@@ -226,6 +226,33 @@ int64_t ir_shape_numel(const ir_shape_t *s) {
   return n;
 }
 
+/* magnitude(d) bounds |d| for every symbol value in 1..bound (coefficients are >= 0). */
+static bool dim_magnitude(const ir_module_t *m, const ir_dim_t *d, uint64_t *out) {
+  uint64_t v = d->cst < 0 ? (uint64_t)0 - (uint64_t)d->cst : (uint64_t)d->cst;
+  for (int k = 0; k < d->nterms; k++) {
+    uint64_t t;
+    if (__builtin_mul_overflow((uint64_t)d->terms[k].coef,
+                               (uint64_t)m->symbols[d->terms[k].sym_a].bound, &t))
+      return false;
+    if (d->terms[k].sym_b >= 0 &&
+        __builtin_mul_overflow(t, (uint64_t)m->symbols[d->terms[k].sym_b].bound, &t))
+      return false;
+    if (__builtin_add_overflow(v, t, &v)) return false;
+  }
+  *out = v;
+  return v <= IR_NUMEL_LIMIT;
+}
+
+bool ir_type_fits(const ir_module_t *m, const ir_type_t *t) {
+  uint64_t n = 1;
+  for (int i = 0; i < t->rank; i++) {
+    uint64_t v;
+    if (!dim_magnitude(m, &t->dims[i], &v)) return false;
+    if (__builtin_mul_overflow(n, v ? v : 1, &n) || n > IR_NUMEL_LIMIT) return false;
+  }
+  return true;
+}
+
 int64_t ir_tensor_numel(const ir_tensor_t *t) {
   int64_t n = 1;
   for (int i = 0; i < t->rank; i++) n *= t->dims[i];

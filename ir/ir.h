@@ -210,6 +210,11 @@ ir_graph_t *ir_module_find_program(const ir_module_t *m, const char *name);
 void ir_module_remove_program(ir_module_t *m, ir_graph_t *g);
 /* Symbol bounds as an array usable by ir_dim_eval. */
 void ir_module_bounds(const ir_module_t *m, int64_t *symvals);
+/* Shape arithmetic downstream (element counts, byte sizes, memory plans) is plain int64, so the
+ * readers of untrusted IR (text parser, binary deserializer) refuse a type whose element count
+ * could pass 2^56 for any symbol values in 1..bound. */
+#define IR_NUMEL_LIMIT (UINT64_C(1) << 56)
+bool ir_type_fits(const ir_module_t *m, const ir_type_t *t);
 
 /* ---- building ----------------------------------------------------------------------- */
 typedef struct ir_node_desc {

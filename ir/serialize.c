@@ -203,37 +203,6 @@ static bool canonical_dim(const ir_dim_t *d) {
   return ir_dim_equal(r, *d);
 }
 
-/* Shape arithmetic downstream (element counts, byte sizes, memory plans) is plain int64; a
- * type whose element count could pass 2^56 is corrupt. magnitude(d) bounds |d| for every
- * symbol value in 1..bound, so the check holds at any actual size. */
-#define IR_BIN_NUMEL_LIMIT (UINT64_C(1) << 56)
-
-static bool dim_magnitude(const ir_module_t *m, const ir_dim_t *d, uint64_t *out) {
-  uint64_t v = d->cst < 0 ? (uint64_t)0 - (uint64_t)d->cst : (uint64_t)d->cst;
-  for (int k = 0; k < d->nterms; k++) {
-    uint64_t t;
-    if (__builtin_mul_overflow((uint64_t)d->terms[k].coef,
-                               (uint64_t)m->symbols[d->terms[k].sym_a].bound, &t))
-      return false;
-    if (d->terms[k].sym_b >= 0 &&
-        __builtin_mul_overflow(t, (uint64_t)m->symbols[d->terms[k].sym_b].bound, &t))
-      return false;
-    if (__builtin_add_overflow(v, t, &v)) return false;
-  }
-  *out = v;
-  return v <= IR_BIN_NUMEL_LIMIT;
-}
-
-static bool type_fits(const ir_module_t *m, const ir_type_t *t) {
-  uint64_t n = 1;
-  for (int i = 0; i < t->rank; i++) {
-    uint64_t v;
-    if (!dim_magnitude(m, &t->dims[i], &v)) return false;
-    if (__builtin_mul_overflow(n, v ? v : 1, &n) || n > IR_BIN_NUMEL_LIMIT) return false;
-  }
-  return true;
-}
-
 static bool read_type(reader_t *rd, ir_type_t *t) {
   memset(t, 0, sizeof *t);
   if (!read_dtype(rd, &t->dtype)) return false;
@@ -261,7 +230,7 @@ static bool read_type(reader_t *rd, ir_type_t *t) {
     }
     if (!canonical_dim(d)) return corrupt(rd, "dimension %d is not in canonical form", i);
   }
-  if (!type_fits(rd->m, t)) return corrupt(rd, "type too large at the symbol bounds");
+  if (!ir_type_fits(rd->m, t)) return corrupt(rd, "type too large at the symbol bounds");
   return true;
 }
 

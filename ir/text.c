@@ -719,42 +719,11 @@ static bool parse_type_dims(parser_t *ps, ir_type_t *out) {
   }
 }
 
-/* Shape arithmetic downstream (element counts, byte sizes, memory plans) is plain int64, so
- * a type whose element count could pass 2^56 at any symbol values in 1..bound is refused.
- * magnitude(d) bounds |d| over those values. */
-#define IR_TEXT_NUMEL_LIMIT (UINT64_C(1) << 56)
-
-static bool dim_magnitude(const ir_module_t *m, const ir_dim_t *d, uint64_t *out) {
-  uint64_t v = d->cst < 0 ? (uint64_t)0 - (uint64_t)d->cst : (uint64_t)d->cst;
-  for (int k = 0; k < d->nterms; k++) {
-    uint64_t t;
-    if (__builtin_mul_overflow((uint64_t)d->terms[k].coef,
-                               (uint64_t)m->symbols[d->terms[k].sym_a].bound, &t))
-      return false;
-    if (d->terms[k].sym_b >= 0 &&
-        __builtin_mul_overflow(t, (uint64_t)m->symbols[d->terms[k].sym_b].bound, &t))
-      return false;
-    if (__builtin_add_overflow(v, t, &v)) return false;
-  }
-  *out = v;
-  return v <= IR_TEXT_NUMEL_LIMIT;
-}
-
-static bool type_fits(const ir_module_t *m, const ir_type_t *t) {
-  uint64_t n = 1;
-  for (int i = 0; i < t->rank; i++) {
-    uint64_t v;
-    if (!dim_magnitude(m, &t->dims[i], &v)) return false;
-    if (__builtin_mul_overflow(n, v ? v : 1, &n) || n > IR_TEXT_NUMEL_LIMIT) return false;
-  }
-  return true;
-}
-
 static bool parse_type_p(parser_t *ps, ir_type_t *out) {
   skip_ws(ps);
   place_t at = here(ps);
   if (!parse_type_dims(ps, out)) return false;
-  if (!type_fits(ps->m, out))
+  if (!ir_type_fits(ps->m, out))
     return fail_at(ps, at, "type too large: its element count at the symbol bounds passes 2^56");
   return true;
 }
