@@ -10,32 +10,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "tests/support/test_util.h"
 #include "runtime/safetensors.h"
 #include "tests/support/golden.h"
 
-static char g_dir[64];
-
-static void make_dir(void) {
-  snprintf(g_dir, sizeof g_dir, "/tmp/aidomm-st-XXXXXX");
-  ck_assert_ptr_nonnull(mkdtemp(g_dir));
-}
-
-static void remove_dir(void) {
-  DIR *d = opendir(g_dir);
-  if (!d) return;
-  struct dirent *e;
-  char p[512];
-  while ((e = readdir(d)))
-    if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
-      snprintf(p, sizeof p, "%s/%s", g_dir, e->d_name);
-      unlink(p);
-    }
-  closedir(d);
-  rmdir(g_dir);
-}
 
 static int count_dir_entries(void) {
-  DIR *d = opendir(g_dir);
+  DIR *d = opendir(tu_tmpdir());
   int n = 0;
   struct dirent *e;
   while ((e = readdir(d)))
@@ -45,8 +26,8 @@ static int count_dir_entries(void) {
 }
 
 static char *dir_path(const char *name) {
-  char *p = malloc(strlen(g_dir) + strlen(name) + 2);
-  sprintf(p, "%s/%s", g_dir, name);
+  char *p = malloc(strlen(tu_tmpdir()) + strlen(name) + 2);
+  sprintf(p, "%s/%s", tu_tmpdir(), name);
   return p;
 }
 
@@ -67,7 +48,7 @@ static char *write_raw(const char *name, const char *header, uint64_t len_overri
 }
 
 START_TEST(test_round_trip_all_dtypes) {
-  make_dir();
+  tu_tmpdir_create("st");
   double f64[4] = {1.5, -2.25, 1e300, -0.0};
   float f32[6] = {1, 2, 3, 4, 5, -6.5f};
   uint16_t bf16[4] = {0x3f80, 0xc000, 0x7f80, 0x0001};
@@ -134,7 +115,7 @@ START_TEST(test_round_trip_all_dtypes) {
   ck_assert_uint_eq(rt_st_metadata_count(f), 0);
   rt_st_close(f);
   free(p);
-  remove_dir();
+  tu_tmpdir_remove();
 }
 END_TEST
 
@@ -158,7 +139,7 @@ START_TEST(test_reads_python_written_file) {
 END_TEST
 
 START_TEST(test_misaligned_file_is_realigned) {
-  make_dir();
+  tu_tmpdir_create("st");
   double v[2] = {3.25, -7.5};
   /* Header of 61 bytes: the data area starts at offset 69, misaligned for f64. */
   const char *hdr = "{\"x\":{\"dtype\":\"F64\",\"shape\":[2],\"data_offsets\":[0,16]}}    ";
@@ -171,12 +152,12 @@ START_TEST(test_misaligned_file_is_realigned) {
   ck_assert(((const double *)t->data)[0] == 3.25 && ((const double *)t->data)[1] == -7.5);
   rt_st_close(f);
   free(p);
-  remove_dir();
+  tu_tmpdir_remove();
 }
 END_TEST
 
 START_TEST(test_writer_rejects_bad_arguments) {
-  make_dir();
+  tu_tmpdir_create("st");
   float x[2] = {1, 2};
   char *p = dir_path("w.safetensors");
   rt_st_tensor_t dup[2] = {{.name = "a", .dtype = RT_ST_F32, .rank = 1, .shape = {2}, .data = x},
@@ -210,7 +191,7 @@ START_TEST(test_writer_rejects_bad_arguments) {
   ck_assert_uint_eq(rt_st_count(f), 0);
   rt_st_close(f);
   free(p);
-  remove_dir();
+  tu_tmpdir_remove();
 }
 END_TEST
 
@@ -258,7 +239,7 @@ static const corrupt_case_t kCorrupt[] = {
 };
 
 START_TEST(test_corrupt_files_rejected) {
-  make_dir();
+  tu_tmpdir_create("st");
   uint8_t zeros[64] = {0};
   for (size_t k = 0; k < sizeof kCorrupt / sizeof kCorrupt[0]; k++) {
     const corrupt_case_t *c = &kCorrupt[k];
@@ -301,14 +282,14 @@ START_TEST(test_corrupt_files_rejected) {
   ck_assert_int_eq(ad_status_code(st), AD_STATUS_IO);
   ad_status_free(st);
   free(p);
-  remove_dir();
+  tu_tmpdir_remove();
 }
 END_TEST
 
 /* Every truncation and many single-byte corruptions of a valid file either open cleanly or
  * fail with a status; none may crash (run under ASan for the full force of this). */
 START_TEST(test_truncations_and_flips_never_crash) {
-  make_dir();
+  tu_tmpdir_create("st");
   float a[3] = {1, 2, 3};
   int64_t b[2] = {4, 5};
   rt_st_tensor_t ts[2] = {{.name = "a", .dtype = RT_ST_F32, .rank = 1, .shape = {3}, .data = a},
@@ -357,7 +338,7 @@ START_TEST(test_truncations_and_flips_never_crash) {
   ck_assert_int_gt(rejected, 0);
   ck_assert_int_gt(ok, 0); /* data-area flips stay valid */
   free(p);
-  remove_dir();
+  tu_tmpdir_remove();
 }
 END_TEST
 

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "tests/support/test_util.h"
 #include "runtime/tsv.h"
 
 static const char *const Y[] = {"labels_0", "labels_1", "labels_2"};
@@ -22,26 +23,6 @@ static const rt_tsv_rename_t REN[] = {{"dna_seq", "dna_seq_sequences"},
                                       {"protein_seq", "protein_seq_sequences"},
                                       {"not_selected", "ignored"}};
 
-static char g_dir[64];
-
-static void make_dir(void) {
-  snprintf(g_dir, sizeof g_dir, "/tmp/aidomm-tsv-XXXXXX");
-  ck_assert_ptr_nonnull(mkdtemp(g_dir));
-}
-
-static void remove_dir(void) {
-  DIR *d = opendir(g_dir);
-  if (!d) return;
-  struct dirent *e;
-  char p[512];
-  while ((e = readdir(d)))
-    if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
-      snprintf(p, sizeof p, "%s/%s", g_dir, e->d_name);
-      unlink(p);
-    }
-  closedir(d);
-  rmdir(g_dir);
-}
 
 static const char *data(const char *name) {
   static char buf[1024];
@@ -204,9 +185,9 @@ static char *slurp(const char *path, size_t *n) {
 }
 
 START_TEST(test_long_row_error_names_line) {
-  make_dir();
+  tu_tmpdir_create("tsv");
   char path[256];
-  snprintf(path, sizeof path, "%s/long.tsv", g_dir);
+  snprintf(path, sizeof path, "%s/long.tsv", tu_tmpdir());
   FILE *f = fopen(path, "wb");
   fprintf(f, "labels_0\tdna_seq\n1\tACGT\n2\t");
   for (int i = 0; i < 5000; i++) fputc('A', f);
@@ -236,7 +217,7 @@ START_TEST(test_long_row_error_names_line) {
   ck_assert_ptr_nonnull(zs);
   ad_status_free(zs);
   rt_tsv_close(idx);
-  remove_dir();
+  tu_tmpdir_remove();
 }
 END_TEST
 
@@ -246,9 +227,9 @@ static void set_mtime(const char *path, time_t sec) {
 }
 
 START_TEST(test_sidecar_reuse_and_invalidation) {
-  make_dir();
+  tu_tmpdir_create("tsv");
   char path[256];
-  snprintf(path, sizeof path, "%s/train_1.tsv", g_dir);
+  snprintf(path, sizeof path, "%s/train_1.tsv", tu_tmpdir());
   size_t n;
   char *text = slurp(data("tsv_lf.tsv"), &n);
   write_file(path, text);
@@ -260,7 +241,7 @@ START_TEST(test_sidecar_reuse_and_invalidation) {
   ck_assert(!rt_tsv_from_cache(a));
   ck_assert_uint_eq(rt_tsv_bytes_scanned(a), n);
   char side[512];
-  snprintf(side, sizeof side, "%s/.train_1.tsv.aidomm-idx", g_dir);
+  snprintf(side, sizeof side, "%s/.train_1.tsv.aidomm-idx", tu_tmpdir());
   ck_assert_str_eq(rt_tsv_sidecar_path(a), side);
   ck_assert_int_eq(access(side, R_OK), 0);
 
@@ -340,7 +321,7 @@ START_TEST(test_sidecar_reuse_and_invalidation) {
   /* A cache directory: the sidecar goes there, not beside the data. */
   unlink(side);
   char cdir[256];
-  snprintf(cdir, sizeof cdir, "%s/cache", g_dir);
+  snprintf(cdir, sizeof cdir, "%s/cache", tu_tmpdir());
   ck_assert_int_eq(mkdir(cdir, 0755), 0);
   o.cache_dir = cdir;
   b = open_ok(path, &o);
@@ -365,7 +346,7 @@ START_TEST(test_sidecar_reuse_and_invalidation) {
   rt_tsv_row_free(&row);
   rt_tsv_close(a);
   free(text);
-  remove_dir();
+  tu_tmpdir_remove();
 }
 END_TEST
 
@@ -423,10 +404,10 @@ static void write_big(const char *path, int rows) {
 }
 
 START_TEST(test_memory_flat_in_file_size) {
-  make_dir();
+  tu_tmpdir_create("tsv");
   char small[256], big[256];
-  snprintf(small, sizeof small, "%s/small.tsv", g_dir);
-  snprintf(big, sizeof big, "%s/big.tsv", g_dir);
+  snprintf(small, sizeof small, "%s/small.tsv", tu_tmpdir());
+  snprintf(big, sizeof big, "%s/big.tsv", tu_tmpdir());
   write_big(small, 10);
   write_big(big, 100); /* ~19.7 MB */
   char *y[30], names[30][16];
@@ -458,7 +439,7 @@ START_TEST(test_memory_flat_in_file_size) {
   rt_tsv_row_free(&row);
   rt_tsv_close(a);
   rt_tsv_close(b);
-  remove_dir();
+  tu_tmpdir_remove();
 }
 END_TEST
 
