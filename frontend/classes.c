@@ -603,6 +603,17 @@ static ad_status_t build_module(const fe_config_t *c, const fe_resolved_t *model
   return AD_OK;
 }
 
+ad_status_t fe_config_job(const fe_config_t *c, fe_job_t *out_job) {
+  if (!c || !c->root || c->root->kind != FE_NODE_MAP)
+    return ad_status_make(AD_STATUS_INTERNAL, "fe_config_job: no config loaded");
+  fe_checker_t k;
+  fe_checker_init(&k, c);
+  fe_sections_t s;
+  ad_status_t st = fe_check_sections(&k, &s, out_job);
+  fe_checker_flush(&k);
+  return st;
+}
+
 ad_status_t fe_build_module(const fe_config_t *c, ir_module_t **out_module, fe_job_t *out_job) {
   *out_module = NULL;
   if (!c || !c->root || c->root->kind != FE_NODE_MAP)

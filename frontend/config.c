@@ -797,6 +797,22 @@ static void merge_into(ad_arena_t *a, fe_node_t *dst, const fe_node_t *src) {
   }
 }
 
+/* Parses YAML text already in memory into the arena. */
+static ad_status_t parse_tree(ad_arena_t *arena, const char *file, const uint8_t *text, size_t len,
+                              fe_node_t **out) {
+  yl_error_t e = {0};
+  fe_node_t *root = NULL;
+  bool ok = parse_yaml(arena, file, text, len, &root, &e);
+  if (!ok) return fe_status_at(AD_STATUS_INVALID_ARGUMENT, file, e.line, e.col, "%s", e.msg);
+  if (root->kind != FE_NODE_MAP)
+    return fe_status_at(AD_STATUS_INVALID_ARGUMENT, file, root->line, root->col,
+                        "a config is a mapping of top-level keys (seed_everything, "
+                        "trainer, model, ...), not %s",
+                        fe_node_kind_name(root));
+  *out = root;
+  return AD_OK;
+}
+
 /* Reads and parses one config file into the arena. */
 static ad_status_t load_tree(ad_arena_t *arena, const char *path, fe_node_t **out) {
   FILE *f = fopen(path, "rb");
@@ -829,18 +845,9 @@ static ad_status_t load_tree(ad_arena_t *arena, const char *path, fe_node_t **ou
   }
   text[len] = 0;
   const char *file = ad_arena_strdup(arena, path);
-  yl_error_t e = {0};
-  fe_node_t *root = NULL;
-  bool ok = parse_yaml(arena, file, text, len, &root, &e);
+  ad_status_t st = parse_tree(arena, file, text, len, out);
   free(text);
-  if (!ok) return fe_status_at(AD_STATUS_INVALID_ARGUMENT, file, e.line, e.col, "%s", e.msg);
-  if (root->kind != FE_NODE_MAP)
-    return fe_status_at(AD_STATUS_INVALID_ARGUMENT, file, root->line, root->col,
-                        "a config is a mapping of top-level keys (seed_everything, "
-                        "trainer, model, ...), not %s",
-                        fe_node_kind_name(root));
-  *out = root;
-  return AD_OK;
+  return st;
 }
 
 /* ---- public: load, free, get -------------------------------------------------------------- */
@@ -864,6 +871,27 @@ ad_status_t fe_config_load_files(int npaths, const char *const *paths, int nover
     else
       merge_into(&c->arena, c->root, root);
   }
+  if (!st) st = apply_overrides(c, noverrides, overrides);
+  if (st) {
+    fe_config_free(c);
+    return st;
+  }
+  *out = c;
+  return AD_OK;
+}
+
+ad_status_t fe_config_load_text(const char *name, const char *text, size_t len, int noverrides,
+                                char *const *overrides, fe_config_t **out) {
+  *out = NULL;
+  if (len > FE_MAX_FILE_BYTES)
+    return fe_status_at(AD_STATUS_INVALID_ARGUMENT, name, 1, 1,
+                        "config too large (%zu bytes; the limit is %u)", len, FE_MAX_FILE_BYTES);
+  fe_config_t *c = calloc(1, sizeof *c);
+  if (!c) return ad_status_make(AD_STATUS_RESOURCE, "out of memory loading '%s'", name);
+  ad_arena_init(&c->arena, 0);
+  c->path = ad_arena_strdup(&c->arena, name);
+  c->warn_stream = stderr;
+  ad_status_t st = parse_tree(&c->arena, c->path, (const uint8_t *)text, len, &c->root);
   if (!st) st = apply_overrides(c, noverrides, overrides);
   if (st) {
     fe_config_free(c);

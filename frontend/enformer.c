@@ -669,7 +669,15 @@ static ad_status_t build(fe_component_ctx_t *cc, const char *omic, fe_seq_t *out
   return AD_OK;
 }
 
-static const fe_backbone_ops_t k_ops = {.embedding_size = embedding_size, .build = build};
+static void describe(const fe_class_t *cls, const fe_arg_value_t *a, fe_job_backbone_t *out) {
+  (void)cls;
+  out->tokenizer = FE_TOKENIZER_DNA_ONEHOT;
+  out->hub_id = "EleutherAI/enformer-official-rough";
+  out->pretrained = !a[A_SCRATCH].b;
+}
+
+static const fe_backbone_ops_t k_ops = {
+    .embedding_size = embedding_size, .build = build, .describe = describe};
 
 /* jsonargparse also resolves the bare class name of a subclass. */
 static const char *const k_aliases[] = {"enformer", NULL};

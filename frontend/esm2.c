@@ -541,7 +541,18 @@ static ad_status_t build(fe_component_ctx_t *c, const char *omic, fe_seq_t *out)
   return AD_OK;
 }
 
-static const fe_backbone_ops_t k_ops = {.embedding_size = embedding_size, .build = build};
+/* The ESM wrapper has no from_scratch: the peer always loads the hub weights. */
+static void describe(const fe_class_t *cls, const fe_arg_value_t *a, fe_job_backbone_t *out) {
+  (void)a;
+  static const char *const hub[] = {"facebook/esm2_t6_8M_UR50D", "facebook/esm2_t12_35M_UR50D",
+                                    "facebook/esm2_t30_150M_UR50D", "facebook/esm2_t33_650M_UR50D"};
+  out->tokenizer = FE_TOKENIZER_ESM2;
+  out->hub_id = hub[size_of(cls) - k_sizes];
+  out->pretrained = true;
+}
+
+static const fe_backbone_ops_t k_ops = {
+    .embedding_size = embedding_size, .build = build, .describe = describe};
 
 #define ESM_CLASS(var, path)                                            \
   const fe_class_t var = {.class_path = path,                           \

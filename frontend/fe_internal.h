@@ -176,6 +176,9 @@ typedef struct fe_backbone_ops {
   ad_status_t (*embedding_size)(const struct fe_class *cls, const fe_arg_value_t *args,
                                 int64_t *out);
   ad_status_t (*build)(fe_component_ctx_t *c, const char *omic, fe_seq_t *out);
+  /* What the runtime needs to feed and load it: tokenizer, hub id, whether the peer loads
+   * pretrained weights. prefix/omic/class_path are filled by the caller. */
+  void (*describe)(const struct fe_class *cls, const fe_arg_value_t *args, fe_job_backbone_t *out);
 } fe_backbone_ops_t;
 
 /* Fusions: ins[0] is the query modality (backbone_order[0]); output size known up front. */
@@ -198,6 +201,10 @@ typedef struct fe_adapter_ops {
 const fe_class_t *fe_find_class(const char *class_path);
 /* Index of an argument by name, or -1. */
 int fe_class_arg_index(const fe_class_t *cls, const char *name);
+
+/* The backbones of a task class (MMSequenceRegression, SequenceRegression) into
+ * job->backbones; other classes leave nbackbones 0. */
+void fe_task_backbones(const fe_class_t *cls, const fe_arg_value_t *args, fe_job_t *job);
 
 /* Iteration over the table (frontend/registry.c), for key tables and suggestions. */
 size_t fe_class_count(void);

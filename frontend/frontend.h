@@ -57,6 +57,26 @@ void fe_config_emit_yaml(const fe_config_t *c, ad_buf_t *out);
 /* The compiled model: a module holding the program "forward" (training-mode forward with
  * named inputs, outputs "pred" and "loss") and all parameter slots; plus the job settings
  * the later passes and the runtime need. */
+/* How the runtime feeds one backbone (fe_job_t.backbones). */
+typedef enum fe_tokenizer {
+  FE_TOKENIZER_NONE = 0,
+  FE_TOKENIZER_DNA_ONEHOT, /* Enformer: INPUT "<omic>_one_hot" [B, L, 4] */
+  FE_TOKENIZER_RNABERT,    /* AIDO.RNA: "<omic>_input_ids" i64 [B, L], "<omic>_attention_mask" */
+  FE_TOKENIZER_ESM2,       /* ESM2: likewise */
+} fe_tokenizer_t;
+
+typedef struct fe_job_backbone {
+  const char *prefix;     /* parameter prefix: "backbone", "backbone1", "backbone2" */
+  const char *omic;       /* input-name prefix: backbone_order[i] ("dna_seq"), or "sequences" */
+  const char *class_path;
+  fe_tokenizer_t tokenizer;
+  const char *hub_id;     /* the folder pretrained weights come from ("genbio-ai/AIDO.RNA-650M") */
+  bool pretrained;        /* the peer loads hub weights: from_scratch false (ESM2: always) */
+} fe_job_backbone_t;
+
+#define FE_MAX_BACKBONES 3
+#define FE_MAX_DATA_COLS 64
+
 typedef struct fe_job {
   int64_t seed;          /* seed_everything */
   int64_t max_steps;     /* trainer.max_steps */
@@ -100,12 +120,32 @@ typedef struct fe_job {
   bool data_normalize, data_shuffle;
   int64_t data_random_seed;
   int64_t dna_window;              /* data.dna_window: centre crop of DNA (0 = off) */
+  /* data columns: x_cols as in the TSV header (x_col order), x_names the names the model sees
+   * after rename_cols; y_cols the label columns (IsoformExpression: labels_0..labels_29) */
+  const char *x_cols[FE_MAX_DATA_COLS], *x_names[FE_MAX_DATA_COLS];
+  uint32_t n_x;
+  const char *y_cols[FE_MAX_DATA_COLS];
+  uint32_t n_y;
+  /* model.init_args (TaskInterface): checkpoint restore semantics */
+  bool strict_loading, reset_optimizer_states;
+  /* the task's backbones, in backbone_order (none for models without a data interface) */
+  fe_job_backbone_t backbones[FE_MAX_BACKBONES];
+  uint32_t nbackbones;
 } fe_job_t;
 
 /* Builds the IR for the config's model class (the class registry lives in frontend/).
  * Schema errors are placed at the offending node; ignored keys are warned about on
  * c->warn_stream. max_steps is -1 when the trainer sets no limit. */
 ad_status_t fe_build_module(const fe_config_t *c, ir_module_t **out_module, fe_job_t *out_job);
+
+/* The job settings of a config without building the model (same checks, errors and warnings as
+ * fe_build_module; max_length is left 0). Strings point into the config's arena. */
+ad_status_t fe_config_job(const fe_config_t *c, fe_job_t *out_job);
+
+/* A config from YAML text in memory (the plan's CONFIG section), named `name` in errors, with
+ * overrides applied as fe_config_load does. */
+ad_status_t fe_config_load_text(const char *name, const char *text, size_t len, int noverrides,
+                                char *const *overrides, fe_config_t **out);
 
 /* Several config files, as repeated `--config` in jsonargparse: later files override earlier
  * ones key by key (maps merge recursively; scalars and lists are replaced; a node whose

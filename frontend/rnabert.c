@@ -562,7 +562,16 @@ static ad_status_t build(fe_component_ctx_t *c, const char *omic, fe_seq_t *out)
   return AD_OK;
 }
 
-static const fe_backbone_ops_t k_ops = {.embedding_size = embedding_size, .build = build};
+static void describe(const fe_class_t *cls, const fe_arg_value_t *a, fe_job_backbone_t *out) {
+  out->tokenizer = FE_TOKENIZER_RNABERT;
+  out->hub_id = cls == &fe_class_aido_rna_650m      ? "genbio-ai/AIDO.RNA-650M"
+                : cls == &fe_class_aido_rna_1b600m ? "genbio-ai/AIDO.RNA-1.6B"
+                                                   : "genbio-ai/AIDO.RNA-1.6B-CDS";
+  out->pretrained = !a[A_FROM_SCRATCH].b;
+}
+
+static const fe_backbone_ops_t k_ops = {
+    .embedding_size = embedding_size, .build = build, .describe = describe};
 
 const fe_class_t fe_class_aido_rna_650m = {
     .class_path = "modelgenerator.backbones.aido_rna_650m",

@@ -15,6 +15,7 @@
  * [(n - w) / 2, (n - w) / 2 + w) of a sequence of n >= w bases (the TSS sits at the centre of
  * the seed data's windows); shorter sequences are left whole. It must not exceed the DNA
  * backbone's max_length. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -734,6 +735,41 @@ static void job_defaults(fe_job_t *job) {
   job->logger_dir = ""; /* Lightning's default logger under default_root_dir */
   job->logger_name = "lightning_logs";
   job->data_path = job->train_split_files = job->valid_split_files = job->test_split_files = "";
+  job->strict_loading = true;
+}
+
+/* x_col (a string or a list), rename_cols applied to it, and IsoformExpression's fixed label
+ * columns labels_0..labels_29. */
+static ad_status_t data_columns(fe_checker_t *k, const fe_arg_value_t *d, fe_job_t *job) {
+  const fe_node_t *x = d[ISO_X_COL].list ? d[ISO_X_COL].list : d[ISO_X_COL].node;
+  fe_node_t *dflt = NULL;
+  if (!x) x = dflt = fe_node_parse_text(k->arena, "[dna_seq, rna_seq, protein_seq]");
+  uint32_t n = x && x->kind == FE_NODE_SEQ ? x->n : 1;
+  if (n > FE_MAX_DATA_COLS)
+    return fe_error_at(x, "data.init_args.x_col: at most %d columns", FE_MAX_DATA_COLS);
+  const fe_node_t *r = d[ISO_RENAME].is_null ? NULL : d[ISO_RENAME].list;
+  fe_node_t *rdflt = NULL;
+  if (!r && !d[ISO_RENAME].is_null && !d[ISO_RENAME].node)
+    r = rdflt = fe_node_parse_text(
+        k->arena, "{dna_seq: dna_sequences, rna_seq: rna_sequences, protein_seq: protein_sequences}");
+  job->n_x = 0;
+  for (uint32_t i = 0; i < n; i++) {
+    const fe_node_t *it = x->kind == FE_NODE_SEQ ? x->items[i] : x;
+    if (it->kind != FE_NODE_SCALAR) continue;
+    job->x_cols[job->n_x] = it->scalar;
+    int64_t ri = fe_map_find(r, it->scalar);
+    job->x_names[job->n_x] = ri >= 0 ? r->items[ri]->scalar : it->scalar;
+    job->n_x++;
+  }
+  static const char *const k_labels[30] = {
+      "labels_0", "labels_1", "labels_2", "labels_3", "labels_4", "labels_5", "labels_6",
+      "labels_7", "labels_8", "labels_9", "labels_10", "labels_11", "labels_12", "labels_13",
+      "labels_14", "labels_15", "labels_16", "labels_17", "labels_18", "labels_19", "labels_20",
+      "labels_21", "labels_22", "labels_23", "labels_24", "labels_25", "labels_26", "labels_27",
+      "labels_28", "labels_29"};
+  for (uint32_t i = 0; i < 30; i++) job->y_cols[i] = k_labels[i];
+  job->n_y = 30;
+  return AD_OK;
 }
 
 /* A section given both under model.init_args and at the top level. */
@@ -758,8 +794,6 @@ ad_status_t fe_check_sections(fe_checker_t *k, fe_sections_t *s, fe_job_t *job) 
     while (j < TOP_N && strcmp(root->keys[i], fe_top_keys[j]) != 0) j++;
     if (j < TOP_N) {
       sec[j] = root->items[i];
-      if (j == TOP_CKPT)
-        fe_warn_key(k, root, i, "top-level key 'ckpt_path' is not used by aidomm; ignored");
       continue;
     }
     char hint[512] = "";
@@ -845,19 +879,13 @@ ad_status_t fe_check_sections(fe_checker_t *k, fe_sections_t *s, fe_job_t *job) 
       job->dna_window = d[ISO_DNA_WINDOW].i;
       if (d[ISO_DNA_WINDOW].node) AD_RETURN_IF_ERROR(check_dna_window(s, &d[ISO_DNA_WINDOW]));
     }
-    const fe_node_t *dn = s->data.section;
-    const fe_node_t *cp = dn && dn->kind == FE_NODE_MAP ? dn->items[fe_map_find(dn, "class_path")]
-                                                        : dn;
-    if (cp)
-      fe_warn_node(k, cp,
-                   "data: %s is not read by the runtime yet (it trains on synthetic batches "
-                   "until the data pipeline lands)",
-                   s->data.cls->class_path);
+    AD_RETURN_IF_ERROR(data_columns(k, d, job));
   } else {
     /* A data class of another file: the batch size is its batch_size argument. */
     int bi = fe_class_arg_index(s->data.cls, "batch_size");
     job->batch_size = bi >= 0 && !d[bi].is_null ? d[bi].i : 1;
   }
+  fe_task_backbones(s->model.cls, s->model.args, job);
   if (sec[TOP_CKPT] && !fe_scalar_is_null(sec[TOP_CKPT])) {
     if (sec[TOP_CKPT]->kind != FE_NODE_SCALAR)
       return fe_error_at(sec[TOP_CKPT], "ckpt_path: expected a file path, got %s",

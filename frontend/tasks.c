@@ -324,6 +324,43 @@ static ad_status_t sr_build(fe_build_ctx_t *b) {
   return regression_head(b, pred, a[SR_OUTPUTS].i, place(&a[SR_ADAPTER], b->section));
 }
 
+static void describe_backbone(const fe_arg_spec_t *spec, const fe_arg_value_t *v,
+                              const char *prefix, const char *omic, fe_job_t *job) {
+  const fe_class_t *cls = v->cls ? v->cls : spec->dflt ? fe_find_class(spec->dflt) : NULL;
+  if (!cls || cls->kind != FE_CLASS_BACKBONE || !cls->backbone || !cls->backbone->describe ||
+      job->nbackbones >= FE_MAX_BACKBONES)
+    return;
+  fe_arg_value_t store[FE_MAX_ARGS];
+  const fe_arg_value_t *args = v->args;
+  if (!args) {
+    class_defaults(cls, store);
+    args = store;
+  }
+  fe_job_backbone_t *bb = &job->backbones[job->nbackbones++];
+  memset(bb, 0, sizeof *bb);
+  bb->prefix = prefix;
+  bb->omic = omic;
+  bb->class_path = cls->class_path;
+  cls->backbone->describe(cls, args, bb);
+}
+
+void fe_task_backbones(const fe_class_t *cls, const fe_arg_value_t *a, fe_job_t *job) {
+  job->nbackbones = 0;
+  if (cls == &fe_class_mm_sequence_regression) {
+    const char *order[3];
+    uint32_t n = order_of(a, order);
+    for (uint32_t i = 0; i < n && i < 3; i++)
+      describe_backbone(&k_mm_args[MM_BACKBONE + i], &a[MM_BACKBONE + i], k_prefix[i], order[i],
+                        job);
+    job->strict_loading = a[MM_STRICT].b;
+    job->reset_optimizer_states = a[MM_RESET].b;
+  } else if (cls == &fe_class_sequence_regression) {
+    describe_backbone(&k_sr_args[SR_BACKBONE], &a[SR_BACKBONE], "backbone", "sequences", job);
+    job->strict_loading = a[SR_STRICT].b;
+    job->reset_optimizer_states = a[SR_RESET].b;
+  }
+}
+
 const fe_class_t fe_class_mm_sequence_regression = {
     .class_path = "modelgenerator.tasks.MMSequenceRegression",
     .section = "model",

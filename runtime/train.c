@@ -3,7 +3,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "runtime/threadpool.h"
 
@@ -78,55 +77,4 @@ ad_status_t rt_trainer_step(rt_trainer_t *t, const rt_batch_t *batch, int64_t st
   if (!l) return ad_status_make(AD_STATUS_INVALID_ARGUMENT, "train_step has no 'loss' output");
   *loss = l->dtype == IR_DTYPE_F64 ? *(const double *)l->data : (double)*(const float *)l->data;
   return AD_OK;
-}
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-ad_status_t rt_run_plan(const plan_t *p, const rt_run_options_t *o) {
-  FILE *out = o && o->out ? o->out : stdout;
-  if (p->job.kind != PLAN_JOB_FIT)
-    return ad_status_make(AD_STATUS_UNIMPLEMENTED,
-                          "the '%s' job needs the data pipeline, which is not built yet; "
-                          "compile with --job fit", plan_job_kind_name(p->job.kind));
-  int64_t steps = o && o->max_steps > 0 ? o->max_steps : p->job.max_steps;
-  double lr = o && o->lr > 0 ? o->lr : p->job.lr;
-  int64_t seed = o && o->seed >= 0 ? o->seed : p->job.seed;
-  if (steps <= 0) steps = 10;
-  rt_state_t *state = NULL;
-  rt_trainer_t *tr = NULL;
-  rt_batch_t batch;
-  memset(&batch, 0, sizeof batch);
-  ad_status_t st = rt_state_create(p->module, &state);
-  if (!st) st = rt_state_init(state, (uint64_t)seed);
-  if (!st) st = rt_trainer_create(p, state, o ? o->nthreads : 0, &tr);
-  if (!st) st = rt_batch_synthetic(tr->g, (uint64_t)seed, &batch);
-  if (!st) {
-    fprintf(out, "fit: %lld steps on one synthetic batch, lr %g, seed %lld, %d thread(s), "
-                 "arena %.1f KiB\n",
-            (long long)steps, lr, (long long)seed, rt_threadpool_size(tr->pool),
-            (double)rt_exec_arena_bytes(tr->exec) / 1024.0);
-    double t0 = now_s(), first = 0;
-    for (int64_t s = 1; s <= steps && !st; s++) {
-      double loss = 0;
-      st = rt_trainer_step(tr, &batch, s, lr, seed, &loss);
-      if (st) break;
-      if (!isfinite(loss)) {
-        st = ad_status_make(AD_STATUS_INTERNAL, "loss is %g at step %lld", loss, (long long)s);
-        break;
-      }
-      if (s == 1) first = loss;
-      fprintf(out, "step %4lld  loss %.6e\n", (long long)s, loss);
-      if (s == steps)
-        fprintf(out, "fit: done in %.2f s; loss %.4e -> %.4e (%.1fx lower)\n", now_s() - t0,
-                first, loss, loss > 0 ? first / loss : INFINITY);
-    }
-  }
-  rt_batch_free(&batch);
-  rt_trainer_free(tr);
-  rt_state_free(state);
-  return st;
 }

@@ -1,19 +1,27 @@
-/* Running a plan's job. For now the fit job trains on one synthetic batch (runtime/synthetic.c)
- * and reports the loss per step; real data arrives with the data pipeline. */
+/* Running a plan's job (runtime/run.c): the job settings come from the plan's config with the
+ * runtime overrides applied; fit trains (on the config's data, or on one synthetic batch for
+ * models without a data class), validate/test/predict evaluate (runtime/evaluate.c). */
 #ifndef AIDOMM_RUNTIME_TRAIN_H
 #define AIDOMM_RUNTIME_TRAIN_H
 
+#include <stdbool.h>
 #include <stdio.h>
 
 #include "plan/plan.h"
 #include "runtime/exec.h"
 
 typedef struct rt_run_options {
-  int nthreads;      /* <= 0: all CPUs */
-  int64_t max_steps; /* > 0 overrides the plan's trainer.max_steps */
-  double lr;         /* > 0 overrides the plan's learning rate */
-  int64_t seed;      /* >= 0 overrides seed_everything */
-  FILE *out;         /* progress lines; stdout when NULL */
+  int nthreads;                 /* <= 0: all CPUs */
+  int job;                      /* -1: the plan's job kind; else a plan_job_kind_t */
+  int noverrides;               /* runtime config overrides, as on a command line: */
+  char *const *overrides;       /* {"--trainer.max_steps", "5", "--ckpt_path=w.safetensors"} */
+  int overrides_argpos;         /* argv position of overrides[0], for error columns (0: 1) */
+  const char *plan_path;        /* for messages; may be NULL */
+  FILE *out;                    /* progress and tables; stdout when NULL */
+  /* aidomm's own run flags (not config keys) */
+  const char *output_dir;       /* predictions and metrics CSV; NULL: the logger's folder */
+  bool predictions_log2tpm;     /* predictions mapped back from z-scores to log2(1e-4 + TPM) */
+  int progress;                 /* 1 on, 0 off, -1: a live line on a terminal, plain lines else */
 } rt_run_options_t;
 
 /* A synthetic batch for a program's INPUT nodes at the bound sizes (see synthetic.c). Owned
