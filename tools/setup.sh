@@ -4,7 +4,7 @@
 # (tools/detect-cuda.sh), never required.
 set -euo pipefail
 
-PKGS=(gcc make cmake pkg-config libyaml-dev check libsubunit-dev llvm-19-dev libjansson-dev zlib1g-dev)
+PKGS=(gcc make cmake pkg-config libyaml-dev check libsubunit-dev llvm-19-dev libjansson-dev zlib1g-dev libssl-dev)
 
 missing=()
 for p in "${PKGS[@]}"; do

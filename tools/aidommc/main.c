@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "driver/compile.h"
 #include "frontend/frontend.h"
 #include "ir/ir.h"
 #include "passes/passes.h"
@@ -174,56 +175,26 @@ static int parse_compile(int argc, char **argv, compile_args_t *a) {
 }
 
 static ad_status_t compile(const compile_args_t *a) {
-  fe_config_t *cfg = NULL;
-  ir_module_t *m = NULL;
-  plan_t *p = NULL;
-  ad_buf_t yaml = {0};
-  fe_job_t job;
-  memset(&job, 0, sizeof job);
-
   /* IR dumps go to stdout so they can be piped into files for IR-in/IR-out tests. */
-  pass_pipeline_options_t po = {.print_before = a->print_before, .print_after = a->print_after,
-                                .print_stream = stdout};
-  ad_status_t st =
-      fe_config_load_files(a->nconfigs, a->configs, a->noverrides, a->overrides, &cfg);
+  drv_compile_request_t req = {.nconfigs = a->nconfigs, .configs = a->configs,
+                               .noverrides = a->noverrides, .overrides = a->overrides,
+                               .job = a->job, .reuse = a->reuse,
+                               .print_before = a->print_before, .print_after = a->print_after,
+                               .print_stream = stdout, .created_by = TOOL};
+  fe_config_t *cfg = NULL;
+  plan_t *p = NULL;
+  ad_status_t st = drv_load_config(&req, &cfg);
   if (!st && a->print_config) {
+    ad_buf_t yaml = {0};
     st = fe_config_print(cfg, &yaml);
     if (!st && (fwrite(yaml.data, 1, yaml.len, stdout) != yaml.len || fflush(stdout) != 0))
       st = ad_status_make(AD_STATUS_IO, "cannot write the config to stdout");
     ad_buf_free(&yaml);
-    fe_config_free(cfg);
-    return st;
+  } else if (!st) {
+    st = drv_compile_config(&req, cfg, &p);
+    if (!st) st = plan_write(p, a->output);
   }
-  if (!st) st = fe_build_module(cfg, &m, &job);
-  if (!st) {
-    pass_train_options_t to = {.beta1 = job.beta1, .beta2 = job.beta2, .eps = job.eps,
-                               .weight_decay = job.weight_decay, .emit_grad_outputs = 0};
-    pass_print_if(&po, "lower-training", 0, m);
-    st = pass_lower_training(m, &to);
-    if (!st) pass_print_if(&po, "lower-training", 1, m);
-  }
-  if (!st) st = pass_run_pipeline(m, &po);
-  fflush(stdout);
-  if (!st) {
-    p = plan_create();
-    if (!p) st = ad_status_make(AD_STATUS_RESOURCE, "out of memory creating the plan");
-  }
-  if (!st) {
-    plan_set_module(p, m);
-    m = NULL;
-    fe_config_emit_yaml(cfg, &yaml);
-    plan_set_config(p, (const char *)yaml.data, yaml.len);
-    plan_set_meta(p, "aidommc", "host");
-    p->job = (plan_job_t){.kind = a->job, .seed = job.seed, .max_steps = job.max_steps,
-                          .batch_size = job.batch_size, .max_length = job.max_length,
-                          .dtype = job.dtype, .lr = job.lr, .beta1 = job.beta1,
-                          .beta2 = job.beta2, .eps = job.eps, .weight_decay = job.weight_decay};
-    st = plan_plan_memory(p, a->reuse);
-  }
-  if (!st) st = plan_write(p, a->output);
-  ad_buf_free(&yaml);
   plan_free(p);
-  ir_module_free(m);
   fe_config_free(cfg);
   return st;
 }
