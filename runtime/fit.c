@@ -76,6 +76,12 @@ static ad_status_t fit_data(rt_ctx_t *c, rt_trainer_t *tr, int64_t max_steps, do
   ad_status_t st = order ? AD_OK : ad_status_make(AD_STATUS_RESOURCE, "out of memory");
   const ir_graph_t *g = ir_module_find_program(c->plan->module, "train_step");
   int64_t nb = n / j->batch_size + (n % j->batch_size != 0);
+  /* limit_train_batches: a count, or a fraction of the epoch's batches (floor) */
+  if (j->limit_is_count[0])
+    nb = (int64_t)j->limit_train_batches < nb ? (int64_t)j->limit_train_batches : nb;
+  else if (j->limit_train_batches < 1.0)
+    nb = (int64_t)floor(j->limit_train_batches * (double)nb);
+  int64_t rows_per_epoch = nb * j->batch_size < n ? nb * j->batch_size : n;
   int64_t epochs = j->max_epochs > 0 ? j->max_epochs : (max_steps > 0 ? INT64_MAX : 1000);
   if (max_steps <= 0) max_steps = epochs < INT64_MAX / (nb ? nb : 1) ? epochs * nb : INT64_MAX;
   int64_t step = 0;
@@ -92,7 +98,8 @@ static ad_status_t fit_data(rt_ctx_t *c, rt_trainer_t *tr, int64_t max_steps, do
     else for (int64_t i = 0; i < n; i++) order[i] = i;
     rt_loader_t *ld = NULL;
     rt_loader_options_t lo = {.g = g, .job = j, .ds = ds, .zscore = c->z.k ? &c->z : NULL,
-                              .order = order, .nrows = n, .batch_size = j->batch_size};
+                              .order = order, .nrows = rows_per_epoch,
+                              .batch_size = j->batch_size};
     st = rt_loader_create(&lo, &ld);
     const rt_data_batch_t *b = NULL;
     while (!st && step < max_steps && !(st = rt_loader_next(ld, &b)) && b) {

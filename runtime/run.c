@@ -247,8 +247,10 @@ ad_status_t rt_run_plan(const plan_t *p, const rt_run_options_t *o) {
   c.o = o;
   c.out = o && o->out ? o->out : stdout;
   c.plan_name = o && o->plan_path ? o->plan_path : "plan";
+  c.dopt.cache_dir = o ? o->index_dir : NULL;
   ad_status_t st = resolve_job(&c);
   if (!st) st = resolve_out_dir(&c);
+  if (!st && c.dopt.cache_dir) st = rt_mkdirs(c.dopt.cache_dir);
   if (!st) st = rt_state_create(p->module, &c.state);
   if (!st) st = rt_state_init(c.state, (uint64_t)c.job.seed);
   if (!st) st = load_weights(&c);

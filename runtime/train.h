@@ -22,6 +22,7 @@ typedef struct rt_run_options {
   const char *output_dir;       /* predictions and metrics CSV; NULL: the logger's folder */
   bool predictions_log2tpm;     /* predictions mapped back from z-scores to log2(1e-4 + TPM) */
   int progress;                 /* 1 on, 0 off, -1: a live line on a terminal, plain lines else */
+  const char *index_dir;        /* where TSV row indexes are cached; NULL: beside the data */
 } rt_run_options_t;
 
 /* A synthetic batch for a program's INPUT nodes at the bound sizes (see synthetic.c). Owned

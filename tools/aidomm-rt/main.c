@@ -10,7 +10,8 @@
 static const char *const kUsage =
     "usage: aidomm-rt run PLAN [--job fit|validate|test|predict] [--threads N]\n"
     "                          [--output_dir DIR] [--predictions log2tpm|zscore]\n"
-    "                          [--progress on|off|auto] [--RUNTIME.KEY VALUE ...]\n"
+    "                          [--progress on|off|auto] [--index_dir DIR]\n"
+    "                          [--RUNTIME.KEY VALUE ...]\n"
     "  RUNTIME.KEY: a runtime config key, e.g. --ckpt_path W.safetensors,\n"
     "  --model.strict_loading false, --trainer.max_steps 5, --model.optimizer.lr 1e-3,\n"
     "  --data.init_args.path DIR, --seed_everything 7 (compile-time keys go to aidommc)\n"
@@ -62,6 +63,10 @@ int main(int argc, char **argv) {
     } else if (!strcmp(a, "--output_dir")) {
       if (!v) rc = usage_error("%s needs a folder", a);
       o.output_dir = v;
+      i++;
+    } else if (!strcmp(a, "--index_dir")) {
+      if (!v) rc = usage_error("%s needs a folder", a);
+      o.index_dir = v;
       i++;
     } else if (!strcmp(a, "--predictions")) {
       if (!v || (strcmp(v, "log2tpm") && strcmp(v, "zscore")))

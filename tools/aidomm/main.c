@@ -40,6 +40,7 @@ static const char g_usage[] =
     "  --predictions log2tpm|zscore\n"
     "                          write predictions mapped back to log2(1e-4 + TPM), or as z-scores\n"
     "  --progress on|off|auto  progress lines (auto: a live line on a terminal)\n"
+    "  --index_dir DIR         where TSV row indexes are cached (default: beside the data)\n"
     "  --key.path VALUE        override a config value (also --key.path=VALUE). Compile-time\n"
     "                          and bound-changing keys (model.*, data.batch_size,\n"
     "                          trainer.precision, ...) select the plan; runtime keys\n"
@@ -87,6 +88,7 @@ typedef struct args {
   const char *output_dir;
   bool predictions_log2tpm;
   int progress; /* 1 on, 0 off, -1 auto */
+  const char *index_dir;
   int nconfigs;
   const char **configs;
   int ncompile;
@@ -124,6 +126,8 @@ static int parse(int argc, char **argv, args_t *a) {
       if (strcmp(v, "log2tpm") != 0 && strcmp(v, "zscore") != 0)
         return usage_error("--predictions needs log2tpm or zscore, not '%s'", v);
       a->predictions_log2tpm = strcmp(v, "log2tpm") == 0;
+    } else if (!missing && (v = flag_value(argc, argv, &i, "--index_dir", &missing))) {
+      a->index_dir = v;
     } else if (!missing && (v = flag_value(argc, argv, &i, "--progress", &missing))) {
       if (strcmp(v, "on") != 0 && strcmp(v, "off") != 0 && strcmp(v, "auto") != 0)
         return usage_error("--progress needs on, off or auto, not '%s'", v);
@@ -184,7 +188,8 @@ static ad_status_t run(const args_t *a) {
                         .overrides_argpos = a->runtime_argpos, .plan_path = res.path,
                         .out = stdout, .output_dir = a->output_dir,
                         .predictions_log2tpm = a->predictions_log2tpm,
-                        .progress = a->progress};
+                        .progress = a->progress,
+                        .index_dir = a->index_dir};
   ad_status_t st = rt_run_plan(p, &o);
   if (!st && fflush(stdout) != 0) st = ad_status_make(AD_STATUS_IO, "cannot write to stdout");
   plan_free(p);
