@@ -363,8 +363,8 @@ const fe_trainer_key_t fe_trainer_keys[] = {
     {"enable_progress_bar", "null", FE_KEY_RUNTIME, false},
     {"enable_model_summary", "null", FE_KEY_RUNTIME, false},
     {"accumulate_grad_batches", "1", FE_KEY_RUNTIME, false},
-    {"gradient_clip_val", "null", FE_KEY_RUNTIME, false},
-    {"gradient_clip_algorithm", "null", FE_KEY_RUNTIME, false},
+    {"gradient_clip_val", "null", FE_KEY_RUNTIME, true},
+    {"gradient_clip_algorithm", "null", FE_KEY_RUNTIME, true},
     {"deterministic", "null", FE_KEY_RUNTIME, false},
     {"benchmark", "null", FE_KEY_RUNTIME, false},
     {"inference_mode", "true", FE_KEY_RUNTIME, false},
@@ -844,9 +844,6 @@ ad_status_t fe_check_sections(fe_checker_t *k, fe_sections_t *s, fe_job_t *job) 
     job->has_scheduler = true;
     job->warmup_ratio = s->sched.args[CW_RATIO].is_null ? -1 : s->sched.args[CW_RATIO].f;
     job->num_warmup_steps = s->sched.args[CW_STEPS].is_null ? -1 : s->sched.args[CW_STEPS].i;
-    fe_warn_node(k, sched,
-                 "%s is ignored (aidomm does not use it yet): the learning rate stays constant",
-                 s->sched_path);
   }
   AD_RETURN_IF_ERROR(fe_resolve_class(k, FE_CLASS_DATA, "data", sec[TOP_DATA], NULL, NULL, &s->data));
 

@@ -109,6 +109,7 @@ typedef struct lower_ctx {
   ir_graph_t *ts;
   pass_strset_t names;
   uint32_t lr, step; /* SCALAR values in train_step, built on first use */
+  uint32_t gnorm, clip; /* the global gradient norm and the clip_max SCALAR */
 } lower_ctx_t;
 
 static const char *unique(lower_ctx_t *c, const char *base) {
@@ -154,15 +155,45 @@ static ad_status_t emit_update(lower_ctx_t *c, const pass_train_options_t *o, ui
   uint32_t mv = state_in(c, mname), vv = state_in(c, vname);
   ir_attr_t attrs[4] = {IR_ATTR_F("beta1", o->beta1), IR_ATTR_F("beta2", o->beta2),
                         IR_ATTR_F("eps", o->eps), IR_ATTR_F("weight_decay", o->weight_decay)};
-  uint32_t ins[6] = {p, grad, mv, vv, c->lr, c->step};
+  uint32_t ins[8] = {p, grad, mv, vv, c->lr, c->step, c->gnorm, c->clip};
   const char *base = ad_arena_printf(&m->arena, "optim.%s", pname);
   uint32_t upd = pass_build_named(c->ts, IR_OP_ADAMW,
-                                  unique(c, ad_arena_printf(&m->arena, "%s.adamw", base)), ins, 6,
+                                  unique(c, ad_arena_printf(&m->arena, "%s.adamw", base)), ins, 8,
                                   attrs, 4, NULL);
   if (c->ts->error) return ir_graph_take_error(c->ts);
   state_out(c, upd, pname, ad_arena_printf(&m->arena, "%s.write_param", base));
   state_out(c, upd + 1, mname, ad_arena_printf(&m->arena, "%s.write_exp_avg", base));
   state_out(c, upd + 2, vname, ad_arena_printf(&m->arena, "%s.write_exp_avg_sq", base));
+  return ir_graph_take_error(c->ts);
+}
+
+static ad_status_t emit_grad_norm(lower_ctx_t *c, const uint32_t *gslot, uint32_t nslots) {
+  ir_module_t *m = c->m;
+  uint32_t total = IR_NONE;
+  for (uint32_t s = 0; s < nslots; s++) {
+    if (gslot[s] == IR_NONE) continue;
+    const char *base = ad_arena_printf(&m->arena, "grad_norm.%s", m->slots[s].name);
+    uint32_t sq_in[2] = {gslot[s], gslot[s]};
+    uint32_t sq = pass_build_named(c->ts, IR_OP_MUL, unique(c, ad_arena_printf(&m->arena, "%s.sq", base)),
+                                   sq_in, 2, NULL, 0, NULL);
+    uint32_t sum = pass_build_named(c->ts, IR_OP_REDUCE_SUM,
+                                    unique(c, ad_arena_printf(&m->arena, "%s.sum", base)), &sq, 1,
+                                    NULL, 0, NULL);
+    if (total == IR_NONE) {
+      total = sum;
+    } else {
+      uint32_t add_in[2] = {total, sum};
+      total = pass_build_named(c->ts, IR_OP_ADD,
+                               unique(c, ad_arena_printf(&m->arena, "%s.acc", base)), add_in, 2,
+                               NULL, 0, NULL);
+    }
+  }
+  if (total == IR_NONE) return ir_graph_take_error(c->ts); /* nothing trainable */
+  c->gnorm = pass_build_named(c->ts, IR_OP_SQRT, unique(c, "grad_norm.sqrt"), &total, 1, NULL, 0,
+                              NULL);
+  pass_build_named(c->ts, IR_OP_OUTPUT, unique(c, "grad_norm"), &c->gnorm, 1, NULL, 0, NULL);
+  AD_RETURN_IF_ERROR(ensure_scalar(m, "clip_max", IR_DTYPE_F64, 0.0));
+  c->clip = scalar_value(c, "clip_max");
   return ir_graph_take_error(c->ts);
 }
 
@@ -175,8 +206,9 @@ static ad_status_t build_train_step(lower_ctx_t *c, const ir_graph_t *fwd,
   uint32_t *wslot = malloc(sizeof *wslot * (fwd->nnodes ? fwd->nnodes : 1));
   uint32_t *grads = malloc(sizeof *grads * (fwd->nnodes ? fwd->nnodes : 1));
   uint8_t *written = calloc(m->nslots ? m->nslots : 1, 1);
+  uint32_t *gslot = malloc(sizeof *gslot * (m->nslots ? m->nslots : 1));
   ad_status_t st = AD_OK;
-  if (!map || !wrt || !wslot || !grads || !written) {
+  if (!map || !wrt || !wslot || !grads || !written || !gslot) {
     st = ad_status_make(AD_STATUS_RESOURCE, "out of memory");
     goto done;
   }
@@ -217,6 +249,7 @@ static ad_status_t build_train_step(lower_ctx_t *c, const ir_graph_t *fwd,
 
   /* Updates in slot order, so the program does not depend on the order of reads. */
   uint32_t nslots = m->nslots; /* slots added below are optimizer state */
+  for (uint32_t s = 0; s < nslots; s++) gslot[s] = IR_NONE;
   for (uint32_t s = 0; s < nslots; s++) {
     if (!(m->slots[s].flags & IR_SLOT_TRAINABLE)) continue;
     uint32_t p = IR_NONE, g = IR_NONE;
@@ -249,6 +282,19 @@ static ad_status_t build_train_step(lower_ctx_t *c, const ir_graph_t *fwd,
                           m->slots[s].name);
       goto done;
     }
+    gslot[s] = g;
+  }
+  /* The global L2 norm of every gradient the optimizer sees (Lightning's clip_gradients and
+   * the grad-norm log): sum of squares per parameter, summed in slot order, then sqrt. Every
+   * update reads it with the clip_max scalar (0: no clipping). */
+  st = emit_grad_norm(c, gslot, nslots);
+  if (st) goto done;
+  for (uint32_t s = 0; s < nslots; s++) {
+    uint32_t g = gslot[s];
+    if (g == IR_NONE) continue;
+    uint32_t p = IR_NONE;
+    for (uint32_t k = 0; k < nwrt && p == IR_NONE; k++)
+      if (wslot[k] == s) p = wrt[k];
     if (o->emit_grad_outputs) {
       const char *oname = ad_arena_printf(&m->arena, "grad:%s", m->slots[s].name);
       if (pass_strset_has(&c->names, oname)) {
@@ -269,6 +315,7 @@ done:
   free(wslot);
   free(grads);
   free(written);
+  free(gslot);
   return st;
 }
 
@@ -286,7 +333,7 @@ ad_status_t pass_lower_training(ir_module_t *m, const pass_train_options_t *opts
       return ad_status_make(AD_STATUS_INVALID_ARGUMENT,
                             "lower-training: the module already has a program '%s'", made[i]);
 
-  lower_ctx_t c = {.m = m, .lr = IR_NONE, .step = IR_NONE};
+  lower_ctx_t c = {.m = m, .lr = IR_NONE, .step = IR_NONE, .gnorm = IR_NONE, .clip = IR_NONE};
   c.ts = ir_module_add_program(m, "train_step");
   ad_status_t st = build_train_step(&c, fwd, opts);
   pass_strset_free(&c.names);

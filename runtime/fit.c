@@ -82,15 +82,27 @@ static ad_status_t fit_data(rt_ctx_t *c, rt_trainer_t *tr, int64_t max_steps, do
   else if (j->limit_train_batches < 1.0)
     nb = (int64_t)floor(j->limit_train_batches * (double)nb);
   int64_t rows_per_epoch = nb * j->batch_size < n ? nb * j->batch_size : n;
+  /* Lightning's loop limits and estimated_stepping_batches (the scheduler's T): max_epochs
+   * unset means 1000 epochs without max_steps, no epoch limit with it. */
   int64_t epochs = j->max_epochs > 0 ? j->max_epochs : (max_steps > 0 ? INT64_MAX : 1000);
-  if (max_steps <= 0) max_steps = epochs < INT64_MAX / (nb ? nb : 1) ? epochs * nb : INT64_MAX;
+  int64_t total = max_steps;
+  if (j->max_epochs > 0 || max_steps <= 0) {
+    int64_t acc = j->accumulate_grad_batches > 0 ? j->accumulate_grad_batches : 1;
+    int64_t est = (nb + acc - 1) / acc * (epochs < INT64_MAX ? epochs : 1);
+    total = max_steps > 0 && max_steps < est ? max_steps : est;
+  }
+  if (max_steps <= 0) max_steps = total;
+  int64_t warmup = j->has_scheduler ? rt_warmup_steps(j->warmup_ratio, j->num_warmup_steps, total)
+                                    : 0;
+  rt_trainer_set_clip(tr, j->gradient_clip_val);
   int64_t step = 0;
   double t0 = rt_now_s();
   if (!st)
-    fprintf(c->out, "fit: train split %lld rows, %lld batches of %lld per epoch, max_steps %lld, "
-                    "lr %g, seed %lld\n",
+    fprintf(c->out, "fit: train split %lld rows, %lld batches of %lld per epoch, %lld steps, "
+                    "lr %g%s (warmup %lld of T = %lld), clip %g, seed %lld\n",
             (long long)n, (long long)nb, (long long)j->batch_size, (long long)max_steps, lr,
-            (long long)j->seed);
+            j->has_scheduler ? " cosine" : " constant", (long long)warmup, (long long)total,
+            j->gradient_clip_val, (long long)j->seed);
   rt_progress_t pr;
   rt_progress_start(&pr, c->out, c->o ? c->o->progress : -1, "fit", max_steps);
   for (int64_t e = 0; !st && e < epochs && step < max_steps; e++) {
@@ -104,7 +116,8 @@ static ad_status_t fit_data(rt_ctx_t *c, rt_trainer_t *tr, int64_t max_steps, do
     const rt_data_batch_t *b = NULL;
     while (!st && step < max_steps && !(st = rt_loader_next(ld, &b)) && b) {
       double loss = 0;
-      st = rt_trainer_step(tr, &b->feeds, step + 1, lr, j->seed, &loss);
+      double lr_k = j->has_scheduler ? rt_cosine_warmup_lr(lr, step + 1, total, warmup) : lr;
+      st = rt_trainer_step(tr, &b->feeds, step + 1, lr_k, j->seed, &loss);
       if (st) break;
       step++;
       if (!isfinite(loss)) {
@@ -116,8 +129,9 @@ static ad_status_t fit_data(rt_ctx_t *c, rt_trainer_t *tr, int64_t max_steps, do
       snprintf(extra, sizeof extra, "epoch %lld loss %.4e", (long long)e, loss);
       rt_progress_step(&pr, step, extra);
       if (j->log_every_n_steps > 0 && step % j->log_every_n_steps == 0) {
-        const char *names[1] = {"train_loss"};
-        st = rt_metrics_csv_append(c, "train", e, step, names, &loss, 1);
+        const char *names[3] = {"train_loss", "lr-AdamW", "grad_norm"};
+        double vals[3] = {loss, lr_k, rt_trainer_grad_norm(tr)};
+        st = rt_metrics_csv_append(c, "train", e, step, names, vals, 3);
       }
     }
     rt_loader_free(ld);

@@ -13,7 +13,12 @@ struct rt_trainer {
   rt_exec_t *exec;
   pass_memplan_t mp; /* view over the plan's memplan arrays (not owned) */
   rt_threadpool_t *pool;
+  double clip_max;  /* gradient_clip_val; 0: off */
+  double grad_norm; /* of the last step, before clipping (NaN when the program has none) */
 };
+
+void rt_trainer_set_clip(rt_trainer_t *t, double max_norm) { t->clip_max = max_norm; }
+double rt_trainer_grad_norm(const rt_trainer_t *t) { return t->grad_norm; }
 
 ad_status_t rt_trainer_create(const plan_t *p, rt_state_t *state, int nthreads,
                               rt_trainer_t **out) {
@@ -49,12 +54,13 @@ ad_status_t rt_trainer_step(rt_trainer_t *t, const rt_batch_t *batch, int64_t st
                             int64_t seed, double *loss) {
   /* the feeds are the batch plus the runtime scalars of this step */
   uint32_t n = batch->nfeeds;
-  rt_feed_t *feeds = calloc(n + 3, sizeof *feeds);
+  rt_feed_t *feeds = calloc(n + 4, sizeof *feeds);
   if (!feeds) return ad_status_make(AD_STATUS_RESOURCE, "out of memory");
   memcpy(feeds, batch->feeds, sizeof *feeds * n);
   feeds[n++] = (rt_feed_t){"step", &step, sizeof step};
   feeds[n++] = (rt_feed_t){"lr", &lr, sizeof lr};
   feeds[n++] = (rt_feed_t){"seed", &seed, sizeof seed};
+  feeds[n++] = (rt_feed_t){"clip_max", &t->clip_max, sizeof t->clip_max};
   /* only feed scalars the module declares, with their declared dtype */
   uint32_t k = 0;
   for (uint32_t i = 0; i < n; i++) {
@@ -76,5 +82,29 @@ ad_status_t rt_trainer_step(rt_trainer_t *t, const rt_batch_t *batch, int64_t st
   const ir_tensor_t *l = rt_exec_output(t->exec, "loss");
   if (!l) return ad_status_make(AD_STATUS_INVALID_ARGUMENT, "train_step has no 'loss' output");
   *loss = l->dtype == IR_DTYPE_F64 ? *(const double *)l->data : (double)*(const float *)l->data;
+  const ir_tensor_t *gn = rt_exec_output(t->exec, "grad_norm");
+  t->grad_norm = !gn ? NAN
+                 : gn->dtype == IR_DTYPE_F64 ? *(const double *)gn->data
+                                             : (double)*(const float *)gn->data;
   return AD_OK;
+}
+
+double rt_cosine_warmup_lr(double base, int64_t step, int64_t total, int64_t warmup) {
+  int64_t s = step - 1; /* scheduler steps taken before this optimizer step */
+  double f;
+  if (s < warmup) {
+    f = (double)s / (double)(warmup > 1 ? warmup : 1);
+  } else {
+    double progress = (double)(s - warmup) / (double)(total - warmup > 1 ? total - warmup : 1);
+    /* transformers: 0.5 * (1 + cos(pi * num_cycles * 2 * progress)), num_cycles = 0.5 */
+    f = 0.5 * (1.0 + cos(M_PI * 0.5 * 2.0 * progress));
+    if (f < 0) f = 0;
+  }
+  return base * f;
+}
+
+int64_t rt_warmup_steps(double warmup_ratio, int64_t num_warmup_steps, int64_t total) {
+  if (num_warmup_steps >= 0) return num_warmup_steps;
+  if (warmup_ratio > 0) return (int64_t)(warmup_ratio * (double)total); /* Python int() */
+  return 0;
 }

@@ -43,6 +43,19 @@ void rt_trainer_free(rt_trainer_t *t);
 ad_status_t rt_trainer_step(rt_trainer_t *t, const rt_batch_t *batch, int64_t step, double lr,
                             int64_t seed, double *loss);
 
+/* modelgenerator.lr_schedulers.CosineWithWarmup (transformers' cosine schedule, half a cycle):
+ * the learning rate of optimizer step k (1-based) is base * f(k - 1) with
+ * f(s) = s / max(1, W) for s < W, else max(0, 0.5 (1 + cos(pi (s - W) / max(1, T - W)))),
+ * so the first step runs at lr 0 when W >= 1. */
+double rt_cosine_warmup_lr(double base, int64_t step, int64_t total, int64_t warmup);
+/* W from the scheduler arguments: num_warmup_steps when given, else int(warmup_ratio * T). */
+int64_t rt_warmup_steps(double warmup_ratio, int64_t num_warmup_steps, int64_t total);
+
+/* Lightning's gradient_clip_val (global L2 norm); 0 turns clipping off. */
+void rt_trainer_set_clip(rt_trainer_t *t, double max_norm);
+/* The global gradient norm of the last step, before clipping (NaN if the plan has none). */
+double rt_trainer_grad_norm(const rt_trainer_t *t);
+
 ad_status_t rt_run_plan(const plan_t *p, const rt_run_options_t *o);
 
 #endif

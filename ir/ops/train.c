@@ -242,6 +242,12 @@ static ad_status_t infer_adamw(const ir_graph_t *g, const ir_node_t *n, ir_type_
       return ir_node_error(g, n, "%s must have the type of p", names[i - 1]);
   AD_RETURN_IF_ERROR(need_rank0(g, n, 4, IR_DTYPE_F64, "lr"));
   AD_RETURN_IF_ERROR(need_rank0(g, n, 5, IR_DTYPE_I64, "step"));
+  if (n->ninputs == 8) { /* gradient clipping: the global norm and max_norm */
+    AD_RETURN_IF_ERROR(need_rank0(g, n, 6, p->dtype, "grad_norm"));
+    AD_RETURN_IF_ERROR(need_rank0(g, n, 7, IR_DTYPE_F64, "max_norm"));
+  } else if (n->ninputs != 6) {
+    return ir_node_error(g, n, "takes 6 inputs, or 8 with grad_norm and max_norm");
+  }
   double v = 0.0;
   static const char *const betas[2] = {"beta1", "beta2"};
   for (int i = 0; i < 2; i++) {
@@ -271,6 +277,9 @@ typedef struct adamw_ctx {
   void *po, *mo, *vo;        /* p', m', v': [numel] */
   ir_dtype_t dt;
   adamw_scalars_t s;
+  bool clip;                 /* g is multiplied by coef first (clip_grad_norm_) */
+  double coef64;
+  float coef32;
 } adamw_ctx_t;
 
 /* Where torch's CPU kernels fuse a multiply-add we do too, which makes the update
@@ -295,9 +304,10 @@ static void adamw_range(void *vctx, int64_t begin, int64_t end) {
     const double *p = c->p, *g = c->g, *m = c->m, *v = c->v;
     double *po = c->po, *mo = c->mo, *vo = c->vo;
     for (int64_t i = begin; i < end; i++) {
+      double gi = c->clip ? g[i] * c->coef64 : g[i];
       double pi = p[i] * s->decay;
-      double mi = lerp64(m[i], g[i], s->w);
-      double vi = fma(s->omb2 * g[i], g[i], v[i] * s->beta2);
+      double mi = lerp64(m[i], gi, s->w);
+      double vi = fma(s->omb2 * gi, gi, v[i] * s->beta2);
       double denom = sqrt(vi) / s->bc2sqrt + s->eps;
       po[i] = pi + (s->negss * mi) / denom;
       mo[i] = mi;
@@ -310,9 +320,10 @@ static void adamw_range(void *vctx, int64_t begin, int64_t end) {
     const float omb2 = (float)s->omb2, bc2sqrt = (float)s->bc2sqrt, eps = (float)s->eps;
     const float negss = (float)s->negss;
     for (int64_t i = begin; i < end; i++) {
+      float gi = c->clip ? g[i] * c->coef32 : g[i];
       float pi = p[i] * decay;
-      float mi = lerp32(m[i], g[i], w);
-      float vi = fmaf(omb2 * g[i], g[i], v[i] * beta2);
+      float mi = lerp32(m[i], gi, w);
+      float vi = fmaf(omb2 * gi, gi, v[i] * beta2);
       float denom = sqrtf(vi) / bc2sqrt + eps;
       po[i] = pi + (negss * mi) / denom;
       mo[i] = mi;
@@ -345,6 +356,25 @@ static ad_status_t kernel_adamw(const ir_kernel_args_t *a) {
   c.s.bc2sqrt = pow(bc2, 0.5);
   c.s.eps = eps;
   c.s.negss = -(lr / bc1);
+  /* torch.nn.utils.clip_grad_norm_ (Lightning's gradient_clip_val, "norm"): in the gradient
+   * dtype, clip_coef = max_norm / (total_norm + 1e-6), which torch evaluates as
+   * (total_norm + 1e-6).reciprocal() * max_norm (Tensor.__rtruediv__), clamped to at most 1,
+   * then every gradient is multiplied by it. max_norm <= 0 means no clipping. */
+  if (a->nin == 8) {
+    double max_norm = *(const double *)a->in[7].data;
+    if (max_norm > 0) {
+      c.clip = true;
+      if (p->dtype == IR_DTYPE_F64) {
+        double tn = *(const double *)a->in[6].data;
+        double coef = (1.0 / (tn + 1e-6)) * max_norm;
+        c.coef64 = coef > 1.0 ? 1.0 : coef;
+      } else {
+        float tn = *(const float *)a->in[6].data;
+        float coef = (1.0f / (tn + 1e-6f)) * (float)max_norm;
+        c.coef32 = coef > 1.0f ? 1.0f : coef;
+      }
+    }
+  }
   ir_parallel_for(a->par, ir_tensor_numel(p), TRAIN_GRAIN, adamw_range, &c);
   return AD_OK;
 }
@@ -372,7 +402,7 @@ void ir_ops_register_train(ir_op_info_t *table) {
       .cost = cost_mse_bwd};
   /* Elementwise over the parameter with three outputs; p' may overwrite p in place. */
   table[IR_OP_ADAMW] = (ir_op_info_t){
-      .fusion = IR_FUSION_ELEMENTWISE, .min_inputs = 6, .max_inputs = 6, .noutputs = 3,
+      .fusion = IR_FUSION_ELEMENTWISE, .min_inputs = 6, .max_inputs = 8, .noutputs = 3,
       .flags = IR_OP_FLAG_STATEFUL | IR_OP_FLAG_INPLACE, .infer = infer_adamw,
-      .kernel = kernel_adamw, .vjp = NULL, .nondiff_inputs = 0x3f, .cost = cost_adamw};
+      .kernel = kernel_adamw, .vjp = NULL, .nondiff_inputs = 0xff, .cost = cost_adamw};
 }

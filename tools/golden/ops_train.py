@@ -45,6 +45,21 @@ def dropout_p0(x, seed, step):
     return F.dropout(x, p=0.0, training=True).clone()
 
 
+def make_adamw_clip(beta1, beta2, eps, weight_decay):
+    inner = make_adamw(beta1, beta2, eps, weight_decay)
+
+    def fn(p, g, m, v, lr, step, total_norm, max_norm):
+        g = g.clone()
+        mx = float(max_norm.item())
+        if mx > 0:
+            # torch/nn/utils/clip_grad.py (2.5.1), verbatim
+            clip_coef = mx / (total_norm + 1e-6)
+            clip_coef_clamped = torch.clamp(clip_coef, max=1.0)
+            g.mul_(clip_coef_clamped)
+        return inner(p, g, m, v, lr, step)
+    return fn
+
+
 def make_adamw(beta1, beta2, eps, weight_decay):
     def fn(p, g, m, v, lr, step):
         p2, m2, v2 = p.clone(), m.clone(), v.clone()
@@ -127,6 +142,28 @@ def main():
                    [ty, ty, ty, ty, "f64[]", "i64[]"], make_adamw(b1, b2, eps, wd),
                    attrs={"beta1": b1, "beta2": b2, "eps": eps, "weight_decay": wd},
                    nondiff=[0, 1, 2, 3, 4, 5], fd=False)
+
+    # adamw with Lightning's gradient clipping (torch.nn.utils.clip_grad_norm_ semantics, the
+    # norm given): g <- g * clamp(max_norm / (norm + 1e-6), max=1) first. Cases where the clip
+    # is active, inactive and max_norm 0 (off).
+    for dt in ("f32", "f64"):
+        for name, norm, max_norm in (("clip_on", 3.7, 0.5), ("clip_off", 0.2, 1.0),
+                                     ("clip_zero", 2.0, 0.0)):
+            shape = shapes["tail"]
+            p = fx.randn(*shape, dtype=dt)
+            g = fx.randn(*shape, dtype=dt, scale=0.1)
+            m = fx.randn(*shape, dtype=dt, scale=0.05)
+            v = fx.rand(*shape, dtype=dt, lo=0.0, hi=0.01)
+            lr_t = torch.tensor(1e-3, dtype=torch.float64)
+            step_t = torch.tensor(3, dtype=torch.int64)
+            gn = torch.tensor(norm, dtype=DTYPES[dt])
+            mx = torch.tensor(max_norm, dtype=torch.float64)
+            ty = f"{dt}[{shape[0]}]"
+            fx.add(f"adamw_{name}_{dt}", "adamw", dt, [p, g, m, v, lr_t, step_t, gn, mx],
+                   [ty, ty, ty, ty, "f64[]", "i64[]", f"{dt}[]", "f64[]"],
+                   make_adamw_clip(0.9, 0.999, 1e-8, 0.01),
+                   attrs={"beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.01},
+                   nondiff=[0, 1, 2, 3, 4, 5, 6, 7], fd=False)
 
     fx.write(repo_root())
 
