@@ -113,9 +113,14 @@ static int64_t limit_batches(double limit, bool is_count, int64_t nb) {
   return (int64_t)floor(limit * (double)nb) < nb ? (int64_t)floor(limit * (double)nb) : nb;
 }
 
-ad_status_t rt_evaluate(rt_ctx_t *c) {
+ad_status_t rt_evaluate(rt_ctx_t *c) { return rt_evaluate_ex(c, c->kind, 0, 0, NULL, NULL); }
+
+ad_status_t rt_evaluate_ex(rt_ctx_t *c, plan_job_kind_t kind, int64_t step, int64_t epoch,
+                           rt_metric_value_t **named_out, size_t *nnamed_out) {
   const plan_t *p = c->plan;
-  plan_job_kind_t kind = c->kind;
+  if (named_out) *named_out = NULL;
+  if (nnamed_out) *nnamed_out = 0;
+  bool in_fit = c->kind == PLAN_JOB_FIT;
   const char *stage = kind == PLAN_JOB_VALIDATE ? "val" : kind == PLAN_JOB_TEST ? "test" : "predict";
   rt_split_kind_t split = kind == PLAN_JOB_VALIDATE ? RT_SPLIT_VALID : RT_SPLIT_TEST;
   const ir_graph_t *g = ir_module_find_program(p->module, "eval");
@@ -152,14 +157,14 @@ ad_status_t rt_evaluate(rt_ctx_t *c) {
   size_t k = ds ? rt_dataset_num_labels(ds) : 0;
   if (!st) st = rt_metrics_create((int64_t)k, &met);
   if (!st) st = rt_mkdirs(c->out_dir);
-  if (!st && kind != PLAN_JOB_VALIDATE) st = writer_open(&w, c, stage, ds);
+  if (!st && kind != PLAN_JOB_VALIDATE && !in_fit) st = writer_open(&w, c, stage, ds);
   if (!st) {
     pbuf = malloc((size_t)c->job.batch_size * k * sizeof *pbuf);
     if (!pbuf) st = ad_status_make(AD_STATUS_RESOURCE, "out of memory");
   }
   double loss_sum = 0, t0 = rt_now_s();
   int64_t nrows = 0;
-  if (!st) {
+  if (!st && !in_fit) {
     fprintf(c->out, "%s: %s split, %lld rows in %lld batches of %lld, %d thread(s), labels %s\n",
             stage, rt_split_name(split), (long long)rt_dataset_rows(ds),
             (long long)rt_loader_num_batches(ld), (long long)c->job.batch_size,
@@ -167,8 +172,10 @@ ad_status_t rt_evaluate(rt_ctx_t *c) {
             c->z.k ? (c->z_from_ckpt ? "z-scored (statistics from the checkpoint)"
                                      : "z-scored (train + validation statistics)")
                    : "as read");
+  }
+  if (!st) {
     rt_progress_t pr;
-    rt_progress_start(&pr, c->out, c->o ? c->o->progress : -1, stage,
+    rt_progress_start(&pr, c->out, in_fit ? 0 : c->o ? c->o->progress : -1, stage,
                       rt_loader_num_batches(ld));
     const rt_data_batch_t *b = NULL;
     bool f64 = false;
@@ -212,7 +219,12 @@ ad_status_t rt_evaluate(rt_ctx_t *c) {
                             &named, &nnamed);
     if (!st) {
       double loss = nrows ? loss_sum / (double)nrows : NAN;
-      print_table(c->out, stage, nrows, loss, avg, per, (int64_t)k, rt_now_s() - t0);
+      if (in_fit)
+        fprintf(c->out, "%s at step %lld: loss %.6f pearson %.4f spearman %.4f r2 %.4f (%.2f s)\n",
+                stage, (long long)step, loss, avg[RT_METRICS_PEARSON], avg[RT_METRICS_SPEARMAN],
+                avg[RT_METRICS_R2], rt_now_s() - t0);
+      else
+        print_table(c->out, stage, nrows, loss, avg, per, (int64_t)k, rt_now_s() - t0);
       const char **names = calloc(nnamed + 1, sizeof *names);
       double *vals = calloc(nnamed + 1, sizeof *vals);
       char lname[32];
@@ -225,11 +237,23 @@ ad_status_t rt_evaluate(rt_ctx_t *c) {
           names[i + 1] = named[i].name;
           vals[i + 1] = named[i].value;
         }
-        st = rt_metrics_csv_append(c, stage, 0, 0, names, vals, nnamed + 1);
+        st = rt_metrics_csv_append(c, stage, epoch, step, names, vals, nnamed + 1);
       }
       free(names);
       free(vals);
-      if (!st) fprintf(c->out, "metrics: %s/metrics.csv\n", c->out_dir);
+      if (!st && !in_fit) fprintf(c->out, "metrics: %s/metrics.csv\n", c->out_dir);
+      /* the loss first, as named values for ModelCheckpoint's monitor */
+      if (!st && named_out) {
+        rt_metric_value_t *all = calloc(nnamed + 1, sizeof *all);
+        if (!all) st = ad_status_make(AD_STATUS_RESOURCE, "out of memory");
+        else {
+          snprintf(all[0].name, sizeof all[0].name, "%s", lname);
+          all[0].value = loss;
+          memcpy(all + 1, named, nnamed * sizeof *named);
+          *named_out = all;
+          *nnamed_out = nnamed + 1;
+        }
+      }
     }
     free(named);
     free(per);

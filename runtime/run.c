@@ -117,6 +117,54 @@ ad_status_t rt_metrics_csv_append(const rt_ctx_t *c, const char *stage, int64_t 
   return st;
 }
 
+ad_status_t rt_metrics_csv_truncate_after(const rt_ctx_t *c, int64_t step) {
+  ad_buf_t path = {0}, tmp = {0};
+  ad_buf_printf(&path, "%s/metrics.csv", c->out_dir);
+  ad_buf_printf(&tmp, "%s/.metrics.csv.tmp.%ld", c->out_dir, (long)getpid());
+  FILE *in = fopen((const char *)path.data, "r");
+  ad_status_t st = AD_OK;
+  if (in) {
+    FILE *out = fopen((const char *)tmp.data, "w");
+    if (!out) {
+      st = ad_status_make(AD_STATUS_IO, "cannot create '%s': %s", (const char *)tmp.data,
+                          strerror(errno));
+    } else {
+      char *line = NULL;
+      size_t cap = 0;
+      ssize_t len;
+      size_t kept = 0, dropped = 0;
+      while ((len = getline(&line, &cap, in)) > 0) {
+        /* stage,epoch,step,name,value: keep the header, evaluation rows and rows up to step */
+        char *a = strchr(line, ','), *b = a ? strchr(a + 1, ',') : NULL;
+        long long s = b ? strtoll(b + 1, NULL, 10) : 0;
+        bool train_row = strncmp(line, "train,", 6) == 0 || strncmp(line, "val,", 4) == 0;
+        if (train_row && s > step) {
+          dropped++;
+          continue;
+        }
+        fwrite(line, 1, (size_t)len, out);
+        kept++;
+      }
+      free(line);
+      bool bad = fflush(out) != 0 || fsync(fileno(out)) != 0;
+      bad |= fclose(out) != 0;
+      if (bad) st = ad_status_make(AD_STATUS_IO, "cannot write '%s'", (const char *)tmp.data);
+      else if (rename((const char *)tmp.data, (const char *)path.data) != 0)
+        st = ad_status_make(AD_STATUS_IO, "cannot replace '%s': %s", (const char *)path.data,
+                            strerror(errno));
+      if (st) unlink((const char *)tmp.data);
+      else if (dropped)
+        fprintf(c->out, "fit: metrics.csv: dropped %zu rows logged after step %lld by the "
+                        "interrupted run\n", dropped, (long long)step);
+      (void)kept;
+    }
+    fclose(in);
+  }
+  ad_buf_free(&path);
+  ad_buf_free(&tmp);
+  return st;
+}
+
 /* ---- job resolution -------------------------------------------------------------------------- */
 static ad_status_t resolve_job(rt_ctx_t *c) {
   const rt_run_options_t *o = c->o;

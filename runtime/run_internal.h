@@ -4,6 +4,7 @@
 
 #include "frontend/frontend.h"
 #include "runtime/dataset.h"
+#include "runtime/metrics.h"
 #include "runtime/threadpool.h"
 #include "runtime/train.h"
 
@@ -50,7 +51,14 @@ ad_status_t rt_metrics_csv_append(const rt_ctx_t *c, const char *stage, int64_t 
                                   int64_t step, const char *const *names, const double *values,
                                   size_t n);
 
+/* Drops the train and val rows logged after `step` (a resumed run logs them again). */
+ad_status_t rt_metrics_csv_truncate_after(const rt_ctx_t *c, int64_t step);
+
 ad_status_t rt_evaluate(rt_ctx_t *c);
+/* One evaluation of `kind` (validate or test) at a training step; inside fit it prints one line,
+ * writes no predictions, and hands back the named metrics (stage loss first; free *named). */
+ad_status_t rt_evaluate_ex(rt_ctx_t *c, plan_job_kind_t kind, int64_t step, int64_t epoch,
+                           rt_metric_value_t **named, size_t *nnamed);
 ad_status_t rt_fit(rt_ctx_t *c);
 
 #endif

@@ -535,6 +535,20 @@ static ad_status_t validate_for_write(const char *path, const rt_st_tensor_t **s
   return AD_OK;
 }
 
+/* Test-only fault injection for the crash-safety tests: with AIDOMM_FAULT_INJECT=<point>[:<n>]
+ * the process dies (as by SIGKILL, exit status 137) the n-th time (default 1) a checkpoint
+ * write reaches <point>: "after_temp" (temp file complete, not yet renamed) or "after_rename"
+ * (renamed, directory not yet synced). */
+static void fault_point(const char *point) {
+  static int hits;
+  const char *f = getenv("AIDOMM_FAULT_INJECT");
+  if (!f) return;
+  size_t n = strlen(point);
+  if (strncmp(f, point, n) != 0 || (f[n] != 0 && f[n] != ':')) return;
+  int want = f[n] == ':' ? atoi(f + n + 1) : 1;
+  if (++hits == (want > 0 ? want : 1)) _exit(137);
+}
+
 static ad_status_t fsync_dir_of(const char *path) {
   char *dir = strdup(path);
   if (!dir) return ad_status_make(AD_STATUS_RESOURCE, "out of memory");
@@ -611,6 +625,7 @@ ad_status_t rt_st_write(const char *path, const rt_st_tensor_t *tensors, size_t 
     st = ad_status_make(AD_STATUS_IO, "%s: close failed: %s", tmp, strerror(errno));
     goto out;
   }
+  fault_point("after_temp");
   if (rename(tmp, path) != 0) {
     st = ad_status_make(AD_STATUS_IO, "%s: cannot rename %s over it: %s", path, tmp,
                         strerror(errno));
@@ -618,6 +633,7 @@ ad_status_t rt_st_write(const char *path, const rt_st_tensor_t *tensors, size_t 
   }
   free(tmp);
   tmp = NULL;
+  fault_point("after_rename");
   st = fsync_dir_of(path);
 out:
   if (fd >= 0) close(fd);

@@ -69,31 +69,56 @@ static ad_status_t push_name(char ***arr, size_t *n, const char *name) {
 
 /* ---- saving --------------------------------------------------------------------------- */
 
-ad_status_t rt_weights_save_checkpoint(const rt_state_t *state, const char *path,
-                                       const rt_st_kv_t *meta, size_t nmeta) {
+static ad_status_t save_slots(const rt_state_t *state, const char *path, const rt_st_kv_t *meta,
+                              size_t nmeta, bool optimizer) {
   const ir_module_t *m = state->module;
   rt_st_tensor_t *ts = calloc(m->nslots ? m->nslots : 1, sizeof *ts);
-  if (!ts) return ad_status_make(AD_STATUS_RESOURCE, "out of memory");
+  char **names = calloc(m->nslots ? m->nslots : 1, sizeof *names);
+  if (!ts || !names) {
+    free(ts);
+    free(names);
+    return ad_status_make(AD_STATUS_RESOURCE, "out of memory");
+  }
   size_t n = 0;
   for (uint32_t i = 0; i < m->nslots; i++) {
     const ir_state_slot_t *s = &m->slots[i];
-    if (!is_model_slot(s->flags) || (s->flags & IR_SLOT_NOSAVE)) continue;
+    bool opt = optimizer && (s->flags & IR_SLOT_OPTIM);
+    if (!opt && (!is_model_slot(s->flags) || (s->flags & IR_SLOT_NOSAVE))) continue;
     rt_st_tensor_t *t = &ts[n++];
+    if (opt) {
+      size_t len = strlen(RT_WEIGHTS_OPTIM_PREFIX) + strlen(s->name) + 1;
+      names[i] = malloc(len);
+      if (names[i]) snprintf(names[i], len, "%s%s", RT_WEIGHTS_OPTIM_PREFIX, s->name);
+    }
     if (!rt_st_dtype_from_ir(s->type.dtype, &t->dtype)) {
       free(ts);
+      for (uint32_t k = 0; k < m->nslots; k++) free(names[k]);
+      free(names);
       return ad_status_make(AD_STATUS_INTERNAL, "slot '%s' has a dtype safetensors cannot hold",
                             s->name);
     }
     ir_shape_t sh = slot_shape(state, i);
-    t->name = s->name;
+    t->name = names[i] ? names[i] : s->name;
     t->rank = sh.rank;
     for (int32_t d = 0; d < sh.rank; d++) t->shape[d] = sh.dims[d];
     t->data = state->data[i];
   }
   ad_status_t st = rt_st_write(path, ts, n, meta, nmeta);
   free(ts);
+  for (uint32_t k = 0; k < m->nslots; k++) free(names[k]);
+  free(names);
   if (st) return ad_status_annotate(st, "while saving checkpoint %s", path);
   return AD_OK;
+}
+
+ad_status_t rt_weights_save_checkpoint(const rt_state_t *state, const char *path,
+                                       const rt_st_kv_t *meta, size_t nmeta) {
+  return save_slots(state, path, meta, nmeta, false);
+}
+
+ad_status_t rt_weights_save_training_checkpoint(const rt_state_t *state, const char *path,
+                                                const rt_st_kv_t *meta, size_t nmeta) {
+  return save_slots(state, path, meta, nmeta, true);
 }
 
 /* ---- pickle refusal ------------------------------------------------------------------- */
@@ -209,6 +234,11 @@ static ad_status_t check_fit(const rt_state_t *s, int64_t slot, const rt_st_tens
 
 ad_status_t rt_weights_load_checkpoint(rt_state_t *state, const char *path, bool strict,
                                        rt_weights_report_t *report) {
+  return rt_weights_load_checkpoint_ex(state, path, strict, false, report);
+}
+
+ad_status_t rt_weights_load_checkpoint_ex(rt_state_t *state, const char *path, bool strict,
+                                          bool optimizer, rt_weights_report_t *report) {
   if (report) memset(report, 0, sizeof *report);
   AD_RETURN_IF_ERROR(rt_weights_refuse_pickle(path));
   rt_st_file_t *f = NULL;
@@ -219,6 +249,20 @@ ad_status_t rt_weights_load_checkpoint(rt_state_t *state, const char *path, bool
   ad_status_t st = src ? AD_OK : ad_status_make(AD_STATUS_RESOURCE, "out of memory");
   for (size_t i = 0; !st && i < rt_st_count(f); i++) {
     const rt_st_tensor_t *t = rt_st_at(f, i);
+    size_t plen = strlen(RT_WEIGHTS_OPTIM_PREFIX);
+    if (strncmp(t->name, RT_WEIGHTS_OPTIM_PREFIX, plen) == 0) {
+      if (!optimizer) continue; /* a training checkpoint read as a model checkpoint */
+      int64_t os = rt_state_find(state, t->name + plen);
+      if (os < 0 || !(m->slots[os].flags & IR_SLOT_OPTIM)) {
+        st = ad_status_make(AD_STATUS_INVALID_ARGUMENT,
+                            "%s: optimizer state '%s' belongs to no parameter of this plan", path,
+                            t->name + plen);
+        continue;
+      }
+      st = check_fit(state, os, t, t->name, path);
+      if (!st) src[os] = t;
+      continue;
+    }
     int64_t slot = rt_state_find(state, t->name);
     if (slot < 0 || !is_model_slot(m->slots[slot].flags)) {
       st = push_name(&rep.unexpected, &rep.nunexpected, t->name);
@@ -231,6 +275,11 @@ ad_status_t rt_weights_load_checkpoint(rt_state_t *state, const char *path, bool
     uint32_t fl = m->slots[i].flags;
     if (is_model_slot(fl) && !(fl & IR_SLOT_NOSAVE) && !src[i])
       st = push_name(&rep.missing, &rep.nmissing, m->slots[i].name);
+    if (!st && optimizer && (fl & IR_SLOT_OPTIM) && !src[i])
+      st = ad_status_make(AD_STATUS_INVALID_ARGUMENT,
+                          "%s has no optimizer state for '%s' (not a training checkpoint of this "
+                          "plan; --model.reset_optimizer_states true starts the optimizer afresh)",
+                          path, m->slots[i].name);
   }
   if (!st && strict && (rep.nmissing || rep.nunexpected)) {
     ad_buf_t b = {0};

@@ -25,6 +25,13 @@
 ad_status_t rt_weights_save_checkpoint(const rt_state_t *state, const char *path,
                                        const rt_st_kv_t *meta, size_t nmeta);
 
+/* Training checkpoints (fit) also hold the optimizer state: every OPTIM slot (AdamW's exp_avg,
+ * exp_avg_sq) under the key RT_WEIGHTS_OPTIM_PREFIX + slot name. Loaders skip those keys unless
+ * asked for them, so a training checkpoint is also a plain model checkpoint. */
+#define RT_WEIGHTS_OPTIM_PREFIX "aidomm.optimizer."
+ad_status_t rt_weights_save_training_checkpoint(const rt_state_t *state, const char *path,
+                                                const rt_st_kv_t *meta, size_t nmeta);
+
 /* Which model slots a load touched; filled by the loaders when non-NULL (free with
  * rt_weights_report_free). Names are owned by the report. */
 typedef struct rt_weights_report {
@@ -45,6 +52,10 @@ ad_status_t rt_weights_refuse_pickle(const char *path);
 /* Loads an aidomm checkpoint. f32 <-> f64 convert; bf16/f16 widen. */
 ad_status_t rt_weights_load_checkpoint(rt_state_t *state, const char *path, bool strict,
                                        rt_weights_report_t *report);
+/* rt_weights_load_checkpoint, plus the optimizer state when `optimizer` is true: every OPTIM
+ * slot must then be present (a training checkpoint of this plan), else an error. */
+ad_status_t rt_weights_load_checkpoint_ex(rt_state_t *state, const char *path, bool strict,
+                                          bool optimizer, rt_weights_report_t *report);
 
 /* Optional renames of folder keys before matching: a key starting with `from` has it replaced
  * by `to` (first matching rule wins). */

@@ -97,6 +97,8 @@ int ad_status_exit_code(ad_status_t st) {
     case AD_STATUS_INVALID_ARGUMENT:
     case AD_STATUS_DATA_LOSS:
     case AD_STATUS_UNIMPLEMENTED: return 2;
+    case AD_STATUS_INTERRUPTED: return 130;
+    case AD_STATUS_TERMINATED: return 143;
     default: return 1;
   }
 }

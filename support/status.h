@@ -15,6 +15,8 @@ typedef enum ad_status_code {
   AD_STATUS_INTERNAL,         /* a bug or a broken invariant -> exit code 1 */
   AD_STATUS_RESOURCE,         /* out of memory, disk, ... -> exit code 1 */
   AD_STATUS_IO,               /* a system call failed -> exit code 1 */
+  AD_STATUS_INTERRUPTED,      /* stopped by SIGINT (exit code 130) after saving its work */
+  AD_STATUS_TERMINATED,       /* stopped by SIGTERM (exit code 143) after saving its work */
 } ad_status_code_t;
 
 typedef struct ad_status *ad_status_t;
