@@ -728,7 +728,7 @@ START_TEST(test_seed_sections) {
       "seed_tiny.yaml:14:17: warning: trainer.logger: Weights & Biases is not available in "
       "aidomm; metrics go to the CSV logger instead (logs/lightning_logs/metrics.csv)\n",
       "seed_tiny.yaml:19:3: warning: trainer.callbacks is ignored",
-      "seed_tiny.yaml:33:3: warning: trainer.val_check_interval is ignored",
+      "seed_tiny.yaml:36:3: warning: trainer.accumulate_grad_batches is ignored",
       "seed_tiny.yaml:60:9: warning: model.init_args.lr_scheduler.init_args.verbose is ignored "
       "by aidomm",
   };
