@@ -19,12 +19,15 @@ build-asan: setup
 	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DAIDOMM_WERROR=ON -DAIDOMM_SANITIZE=ON $(CMAKE_FLAGS) >/dev/null
 	@cmake --build $(ASAN_BUILD) -j$(JOBS)
 
-# The main job, for now: compile the tiny config and train it a few steps.
+# The main job: generate the demo data (once), then train the tiny DNA+RNA seed-config variant on
+# it and test it: `aidomm` compiles into the plan cache, fits (checkpoint in demo-out/) and prints
+# the test metrics table. See configs/demo/demo.yaml and tools/demodata/README.md.
+DEMO_CONFIG ?= configs/tiny_isoform_expression_dna_rna_concat.yaml
 run: build
-	@mkdir -p $(BUILD)/run
-	$(BUILD)/bin/aidommc compile configs/tiny_transformer.yaml -o $(BUILD)/run/tiny_transformer.plan
-	$(BUILD)/bin/aidommc inspect $(BUILD)/run/tiny_transformer.plan
-	$(BUILD)/bin/aidomm-rt run $(BUILD)/run/tiny_transformer.plan
+	$(BUILD)/bin/aidomm-demodata demo-data
+	$(BUILD)/bin/aidomm fit --config $(DEMO_CONFIG) --config configs/demo/demo.yaml --progress off
+	$(BUILD)/bin/aidomm test --config $(DEMO_CONFIG) --config configs/demo/demo.yaml \
+	  --ckpt_path demo-out/lightning_logs/last.safetensors --progress off
 
 test-release: build
 	@cd $(BUILD) && ctest --output-on-failure -j$(JOBS)

@@ -2,6 +2,7 @@
  * (initial values, pretrained backbone folders, --ckpt_path) and hands over to fit or
  * evaluation. */
 #include <errno.h>
+#include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -246,6 +247,25 @@ static ad_status_t load_weights(rt_ctx_t *c) {
   /* label statistics stored with the checkpoint win over recomputing them */
   rt_st_file_t *f = NULL;
   if (!rt_st_open(j->ckpt_path, &f)) {
+    /* save_peft_only leaves frozen base weights out of the checkpoint; when they were random
+     * (from_scratch) they come back only from the same seed_everything */
+    const char *ts = rt_st_metadata(f, "aidomm.train_state");
+    json_t *o = ts ? json_loads(ts, 0, NULL) : NULL;
+    json_t *sd = o ? json_object_get(o, "seed") : NULL;
+    bool random_base = false;
+    for (uint32_t i = 0; i < j->nbackbones; i++) random_base |= !j->backbones[i].pretrained;
+    size_t nosave = 0;
+    for (uint32_t i = 0; i < c->state->module->nslots; i++)
+      nosave += (c->state->module->slots[i].flags & IR_SLOT_NOSAVE) != 0;
+    if (json_is_integer(sd) && json_integer_value(sd) != j->seed && random_base && nosave)
+      fprintf(stderr,
+              "aidomm-rt: warning: %s was trained with seed_everything %lld but this run uses "
+              "%lld; its %zu frozen slots left out by save_peft_only were random (from_scratch) "
+              "and are re-drawn from this seed, so predictions differ: pass "
+              "--seed_everything %lld\n",
+              j->ckpt_path, (long long)json_integer_value(sd), (long long)j->seed, nosave,
+              (long long)json_integer_value(sd));
+    json_decref(o);
     const char *zs = rt_st_metadata(f, "aidomm.label_zscore");
     if (zs) {
       st = rt_zscore_from_json(zs, &c->z);
