@@ -112,6 +112,8 @@ typedef struct fe_job {
   const char *ckpt_dirpath, *ckpt_filename, *ckpt_monitor; /* "" when null */
   bool ckpt_mode_max, ckpt_save_last, ckpt_save_on_train_epoch_end;
   int64_t ckpt_save_top_k, ckpt_every_n_train_steps, ckpt_every_n_epochs; /* -1 when null */
+  int ckpt_save_on_train_epoch_end_tri; /* -1 null, 0, 1 (Lightning resolves null) */
+  bool ckpt_save_last_link;             /* save_last: "link" */
   /* trainer.logger: CSV metrics (a W&B logger maps here, with a warning); NULL when off */
   const char *logger_dir, *logger_name;
   const char *ckpt_path;           /* top-level ckpt_path; NULL when null */

@@ -517,8 +517,11 @@ static ad_status_t parse_callback(fe_checker_t *k, const char *path, const fe_no
     job->ckpt_save_top_k = a[CK_TOP_K].i;
     job->ckpt_every_n_train_steps = a[CK_EVERY_STEPS].is_null ? -1 : a[CK_EVERY_STEPS].i;
     job->ckpt_every_n_epochs = a[CK_EVERY_EPOCHS].is_null ? -1 : a[CK_EVERY_EPOCHS].i;
-    /* Lightning's None: at the end of the training epoch unless validation runs mid-epoch. */
+    /* Lightning's None is resolved by the runtime from the trainer's validation settings. */
     job->ckpt_save_on_train_epoch_end = !a[CK_ON_EPOCH_END].is_null && a[CK_ON_EPOCH_END].b;
+    job->ckpt_save_on_train_epoch_end_tri =
+        a[CK_ON_EPOCH_END].is_null ? -1 : a[CK_ON_EPOCH_END].b ? 1 : 0;
+    job->ckpt_save_last_link = sl && sl->kind == FE_NODE_SCALAR && !strcmp(sl->scalar, "link");
     return AD_OK;
   }
   if (r.cls == &fe_class_lr_monitor) return AD_OK;
@@ -732,6 +735,7 @@ static void job_defaults(fe_job_t *job) {
   job->ckpt_dirpath = job->ckpt_filename = job->ckpt_monitor = "";
   job->ckpt_save_top_k = 1;
   job->ckpt_every_n_train_steps = job->ckpt_every_n_epochs = -1;
+  job->ckpt_save_on_train_epoch_end_tri = -1;
   job->logger_dir = ""; /* Lightning's default logger under default_root_dir */
   job->logger_name = "lightning_logs";
   job->data_path = job->train_split_files = job->valid_split_files = job->test_split_files = "";

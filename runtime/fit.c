@@ -1,12 +1,16 @@
 /* fit: the plan's "train_step" program over the train split (or, for models without a data
  * class such as the tiny transformer, one synthetic batch), then a checkpoint. */
+#include <dirent.h>
+#include <errno.h>
 #include <jansson.h>
 #include <math.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ir/philox.h"
+#include "runtime/ckpt_policy.h"
 #include "runtime/init.h"
 #include "runtime/loader.h"
 #include "runtime/run_internal.h"
@@ -158,6 +162,101 @@ static ad_status_t resume_from(rt_ctx_t *c, fit_pos_t *pos, char **policy_json) 
   return AD_OK;
 }
 
+/* ---- ModelCheckpoint (runtime/ckpt_policy.c decides, this file does the I/O) ---------------- */
+typedef struct ckpt_cb {
+  rt_ckpt_policy_t *p; /* NULL without a ModelCheckpoint callback */
+  rt_ckpt_actions_t acts;
+  char *dirpath;
+} ckpt_cb_t;
+
+static ad_status_t ckpt_cb_create(rt_ctx_t *c, bool has_val, const char *policy_json,
+                                  ckpt_cb_t *cb) {
+  memset(cb, 0, sizeof *cb);
+  const fe_job_t *j = &c->job;
+  if (!j->has_checkpoint) return AD_OK;
+  ad_buf_t d = {0};
+  /* Lightning's default dirpath: <log dir>/checkpoints */
+  if (j->ckpt_dirpath && j->ckpt_dirpath[0]) ad_buf_printf(&d, "%s", j->ckpt_dirpath);
+  else ad_buf_printf(&d, "%s/checkpoints", c->out_dir);
+  while (d.len > 1 && d.data[d.len - 1] == '/') d.data[--d.len] = 0; /* os.path.join form */
+  cb->dirpath = (char *)d.data;
+  rt_ckpt_settings_t s = rt_ckpt_settings_default();
+  s.dirpath = cb->dirpath;
+  s.filename = j->ckpt_filename;
+  s.monitor = j->ckpt_monitor;
+  s.mode_max = j->ckpt_mode_max;
+  s.save_top_k = j->ckpt_save_top_k;
+  s.save_last = j->ckpt_save_last_link ? RT_CKPT_SAVE_LAST_LINK
+                : j->ckpt_save_last    ? RT_CKPT_SAVE_LAST_ON
+                                       : RT_CKPT_SAVE_LAST_OFF;
+  s.every_n_train_steps = j->ckpt_every_n_train_steps;
+  s.every_n_epochs = j->ckpt_every_n_epochs;
+  s.save_on_train_epoch_end = j->ckpt_save_on_train_epoch_end_tri;
+  s.resume_path = j->ckpt_path && j->ckpt_path[0] ? j->ckpt_path : NULL;
+  s.check_val_every_n_epoch = j->check_val_every_n_epoch;
+  s.val_check_interval_is_one =
+      j->val_check_interval == 1 || (j->val_check_interval == 0 && j->val_check_fraction == 1.0);
+  s.has_validation = has_val;
+  AD_RETURN_IF_ERROR(rt_ckpt_policy_create(&s, &cb->p));
+  if (policy_json) { /* a resumed run continues the bookkeeping exactly */
+    rt_ckpt_restore_t how;
+    AD_RETURN_IF_ERROR(rt_ckpt_policy_restore(cb->p, policy_json, false, &how));
+  }
+  return AD_OK;
+}
+
+static void ckpt_cb_free(ckpt_cb_t *cb) {
+  rt_ckpt_policy_free(cb->p);
+  rt_ckpt_actions_free(&cb->acts);
+  free(cb->dirpath);
+}
+
+/* Carries out the actions of the last event: SAVE / REMOVE / LINK files, WARN lines. Every
+ * saved file holds the policy state as it stands after the event. */
+static ad_status_t ckpt_cb_apply(rt_ctx_t *c, ckpt_cb_t *cb, const fit_pos_t *pos, bool *saved) {
+  if (!cb->p || !cb->acts.n) return AD_OK;
+  char *js = NULL;
+  ad_status_t st = rt_ckpt_policy_state_json(cb->p, &js);
+  for (size_t i = 0; !st && i < cb->acts.n; i++) {
+    const rt_ckpt_action_t *a = &cb->acts.items[i];
+    switch (a->kind) {
+      case RT_CKPT_SAVE: {
+        char *slash = strrchr(a->path, '/');
+        if (slash) {
+          *slash = 0;
+          st = rt_mkdirs(a->path);
+          *slash = '/';
+        }
+        if (!st) st = save_training(c, a->path, pos, js);
+        if (!st) fprintf(c->out, "checkpoint: %s (step %lld)\n", a->path, (long long)pos->step);
+        if (saved) *saved = true;
+        break;
+      }
+      case RT_CKPT_REMOVE:
+        if (unlink(a->path) != 0 && errno != ENOENT)
+          st = ad_status_make(AD_STATUS_IO, "cannot remove '%s': %s", a->path, strerror(errno));
+        break;
+      case RT_CKPT_LINK: {
+        ad_buf_t tmp = {0};
+        ad_buf_printf(&tmp, "%s.tmp-link", a->path);
+        unlink((const char *)tmp.data);
+        if (symlink(a->target, (const char *)tmp.data) != 0 ||
+            rename((const char *)tmp.data, a->path) != 0)
+          st = ad_status_make(AD_STATUS_IO, "cannot link '%s' to '%s': %s", a->path, a->target,
+                              strerror(errno));
+        ad_buf_free(&tmp);
+        break;
+      }
+      case RT_CKPT_WARN:
+        fprintf(stderr, "aidomm-rt: warning: %s\n", a->message);
+        break;
+    }
+  }
+  free(js);
+  rt_ckpt_actions_clear(&cb->acts);
+  return st;
+}
+
 /* Lightning's _should_check_val_fx for an integer or fractional val_check_interval. */
 static bool val_due(const fe_job_t *j, int64_t nb, int64_t epoch, int64_t batch_idx,
                     int64_t total_batch_idx) {
@@ -202,7 +301,25 @@ static ad_status_t fit_data(rt_ctx_t *c, rt_trainer_t *tr, int64_t max_steps, do
   fit_pos_t pos = {0, 0, 0};
   char *policy_json = NULL;
   if (!st) st = resume_from(c, &pos, &policy_json);
-  free(policy_json); /* ModelCheckpoint bookkeeping: see ckpt_policy when wired */
+  ckpt_cb_t cb;
+  memset(&cb, 0, sizeof cb);
+  bool has_val = j->limit_val_batches > 0;
+  if (!st) st = ckpt_cb_create(c, has_val, policy_json, &cb);
+  free(policy_json);
+  if (!st && cb.p && pos.step == 0) { /* names already in the folder get -v1, -v2, ... */
+    DIR *d = opendir(cb.dirpath);
+    struct dirent *de;
+    while (d && (de = readdir(d))) {
+      size_t ln = strlen(de->d_name);
+      if (ln > 12 && strcmp(de->d_name + ln - 12, ".safetensors") == 0) {
+        ad_buf_t fp = {0};
+        ad_buf_printf(&fp, "%s/%s", cb.dirpath, de->d_name);
+        rt_ckpt_policy_note_existing(cb.p, (const char *)fp.data);
+        ad_buf_free(&fp);
+      }
+    }
+    if (d) closedir(d);
+  }
   if (!st) st = rt_mkdirs(c->out_dir);
   /* a fresh run's metrics replace the rows an earlier (or killed) run logged */
   if (!st && pos.step == 0) st = rt_metrics_csv_truncate_after(c, 0);
@@ -260,29 +377,66 @@ static ad_status_t fit_data(rt_ctx_t *c, rt_trainer_t *tr, int64_t max_steps, do
         double vals[3] = {loss, lr_k, rt_trainer_grad_norm(tr)};
         st = rt_metrics_csv_append(c, "train", e, pos.step, names, vals, 3);
       }
-      if (!st && val_due(j, nb, e, pos.batch - 1, e * nb + pos.batch - 1)) {
+      bool saved = false;
+      if (!st && cb.p) { /* ModelCheckpoint.on_train_batch_end runs before validation */
+        rt_ckpt_metric_t m = {"train_loss", (double)(float)loss}; /* self.log keeps f32 */
+        st = rt_ckpt_policy_on_train_batch_end(cb.p, pos.step, e, pos.batch >= nb, &m, 1,
+                                               &cb.acts);
+        if (!st) st = ckpt_cb_apply(c, &cb, &pos, &saved);
+      }
+      if (!st && has_val && val_due(j, nb, e, pos.batch - 1, e * nb + pos.batch - 1)) {
         rt_metric_value_t *named = NULL;
         size_t nn = 0;
         st = rt_evaluate_ex(c, PLAN_JOB_VALIDATE, pos.step, e, &named, &nn);
+        if (!st && cb.p) {
+          rt_ckpt_metric_t *ms = calloc(nn ? nn : 1, sizeof *ms);
+          if (!ms) st = ad_status_make(AD_STATUS_RESOURCE, "out of memory");
+          for (size_t i = 0; !st && i < nn; i++)
+            ms[i] = (rt_ckpt_metric_t){named[i].name, (double)(float)named[i].value};
+          if (!st) st = rt_ckpt_policy_on_validation_end(cb.p, pos.step, e, ms, nn, &cb.acts);
+          if (!st) st = ckpt_cb_apply(c, &cb, &pos, &saved);
+          free(ms);
+        }
         free(named);
       }
-      if (!st && j->has_checkpoint && j->ckpt_every_n_train_steps > 0 &&
-          pos.step % j->ckpt_every_n_train_steps == 0)
-        st = save_training(c, (const char *)last.data, &pos, NULL);
+      /* aidomm's own resume point: with every ModelCheckpoint save, and every
+       * every_n_train_steps even while the callback defers (no monitor value yet) */
+      if (!st && (saved || (j->has_checkpoint && j->ckpt_every_n_train_steps > 0 &&
+                            pos.step % j->ckpt_every_n_train_steps == 0))) {
+        char *js = NULL;
+        if (cb.p) st = rt_ckpt_policy_state_json(cb.p, &js);
+        if (!st) st = save_training(c, (const char *)last.data, &pos, js);
+        free(js);
+      }
       if (!st && g_signal) {
         stop = true;
         break;
       }
     }
     rt_loader_free(ld);
-    if (!st && !stop && pos.batch >= nb) { /* epoch done: the next starts at its first batch */
-      pos.epoch = e + 1;
-      pos.batch = 0;
+    /* The epoch ends with its last batch or at max_steps (Lightning runs the epoch-end hooks
+     * then too); only a finished epoch moves the position to the next one. */
+    if (!st && !stop && (pos.batch >= nb || pos.step >= max_steps)) {
+      if (cb.p) {
+        st = rt_ckpt_policy_on_train_epoch_end(cb.p, pos.step, e, &cb.acts);
+        if (!st) st = ckpt_cb_apply(c, &cb, &pos, NULL);
+      }
+      if (pos.batch >= nb) {
+        pos.epoch = e + 1;
+        pos.batch = 0;
+      }
     }
   }
   rt_progress_end(&pr);
+  if (!st && !stop && cb.p) {
+    st = rt_ckpt_policy_on_train_end(cb.p, pos.step, pos.epoch, &cb.acts);
+    if (!st) st = ckpt_cb_apply(c, &cb, &pos, NULL);
+  }
   if (!st) {
-    st = save_training(c, (const char *)last.data, &pos, NULL);
+    char *js = NULL;
+    if (cb.p) st = rt_ckpt_policy_state_json(cb.p, &js);
+    if (!st) st = save_training(c, (const char *)last.data, &pos, js);
+    free(js);
     if (!st)
       fprintf(c->out, "fit: %lld steps (%.2f s this run); checkpoint %s\n", (long long)pos.step,
               rt_now_s() - t0, (const char *)last.data);
@@ -295,6 +449,7 @@ static ad_status_t fit_data(rt_ctx_t *c, rt_trainer_t *tr, int64_t max_steps, do
                         (const char *)last.data);
   }
   restore_handlers(&old);
+  ckpt_cb_free(&cb);
   ad_buf_free(&last);
   free(order);
   rt_dataset_close(ds);

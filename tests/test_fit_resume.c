@@ -7,8 +7,10 @@
  *   - by SIGTERM (which saves and exits 143),
  * and are resumed with --ckpt_path <out>/last.safetensors. The final checkpoint (parameters,
  * BatchNorm buffers, AdamW moments, position) must equal the reference byte for byte and the
- * metrics CSV must hold the same rows, none duplicated or missing. */
+ * metrics CSV must hold the same rows, none duplicated or missing. The config's ModelCheckpoint
+ * (monitor val_spearman, top-k, last) runs too, its bookkeeping carried in every checkpoint. */
 #include <check.h>
+#include <dirent.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,8 +59,11 @@ static int fit_argv(char **argv, char *bin, const char *out, bool resume, char *
   argv[n++] = "off";
   argv[n++] = "--threads";
   argv[n++] = "1";
+  (void)out; /* the child runs inside out/: every path the checkpoints record is relative */
   argv[n++] = "--output_dir";
-  argv[n++] = (char *)out;
+  argv[n++] = ".";
+  argv[n++] = "--trainer.callbacks.0.init_args.dirpath";
+  argv[n++] = "ck";
   argv[n++] = "--data.init_args.path";
   argv[n++] = g_data;
   argv[n++] = "--trainer.max_steps";
@@ -70,7 +75,7 @@ static int fit_argv(char **argv, char *bin, const char *out, bool resume, char *
   argv[n++] = "--trainer.callbacks.0.init_args.every_n_train_steps";
   argv[n++] = "4";
   if (resume) {
-    snprintf(ckpt, 1100, "%s/last.safetensors", out);
+    snprintf(ckpt, 1100, "last.safetensors");
     argv[n++] = "--ckpt_path";
     argv[n++] = ckpt;
   }
@@ -88,6 +93,8 @@ static int run_fit(const char *out, bool resume, const char *fault, int sig, lon
   ck_assert_int_ge(pid, 0);
   if (pid == 0) {
     if (!freopen("/dev/null", "w", stdout) || !freopen("/dev/null", "w", stderr)) _exit(126);
+    mkdir(out, 0777);
+    if (chdir(out) != 0) _exit(125);
     if (fault) setenv("AIDOMM_FAULT_INJECT", fault, 1);
     else unsetenv("AIDOMM_FAULT_INJECT");
     execv(bin, argv);
@@ -116,7 +123,42 @@ static void finish(const char *out) {
   ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "resume failed: %d", status);
 }
 
+/* The sorted names in dir/ck (the ModelCheckpoint files), newline-separated (malloc'd). */
+static char *ck_listing(const char *dir) {
+  char path[1100];
+  snprintf(path, sizeof path, "%s/ck", dir);
+  char *names[64];
+  int n = 0;
+  DIR *d = opendir(path);
+  ck_assert_ptr_nonnull(d);
+  struct dirent *e;
+  while ((e = readdir(d)) && n < 64)
+    if (e->d_name[0] != '.' && !strstr(e->d_name, ".tmp.")) names[n++] = strdup(e->d_name);
+  closedir(d);
+  for (int i = 0; i < n; i++)
+    for (int j = i + 1; j < n; j++)
+      if (strcmp(names[j], names[i]) < 0) {
+        char *t = names[i];
+        names[i] = names[j];
+        names[j] = t;
+      }
+  size_t len = 1;
+  for (int i = 0; i < n; i++) len += strlen(names[i]) + 1;
+  char *out = calloc(1, len);
+  for (int i = 0; i < n; i++) {
+    strcat(out, names[i]);
+    strcat(out, "\n");
+    free(names[i]);
+  }
+  return out;
+}
+
 static void expect_same_as_reference(const char *out) {
+  char *la_ = ck_listing(tu_tmpdir_path("ref")), *lb_ = ck_listing(out);
+  ck_assert_msg(strcmp(la_, lb_) == 0, "checkpoint files differ:\n%s---\n%s", la_, lb_);
+  ck_assert_msg(strstr(la_, "best_val:step=") != NULL, "no top-k file written:\n%s", la_);
+  free(la_);
+  free(lb_);
   char a[1100], b[1100];
   snprintf(a, sizeof a, "%s/last.safetensors", tu_tmpdir_path("ref"));
   snprintf(b, sizeof b, "%s/last.safetensors", out);
