@@ -74,8 +74,8 @@ static ad_status_t make_dirs(const char *dir) {
 }
 
 void drv_plan_cache_key_text(int reuse, const char *yaml, size_t yaml_len, ad_buf_t *out) {
-  ad_buf_printf(out, "aidomm %s\nplan-format %u\nreuse %d\n", AIDOMM_VERSION,
-                PLAN_FORMAT_VERSION, reuse ? 1 : 0);
+  ad_buf_printf(out, "aidomm %s\nplan-format %u\ncompiler %u\nreuse %d\n", AIDOMM_VERSION,
+                PLAN_FORMAT_VERSION, DRV_COMPILER_REVISION, reuse ? 1 : 0);
   ad_buf_append(out, yaml, yaml_len);
 }
 

@@ -15,6 +15,10 @@
  * does not read back (corrupt, truncated, an older format) or whose config differs from the
  * request's is compiled again and overwritten. */
 #ifndef AIDOMM_DRIVER_PLAN_CACHE_H
+/* Bumped whenever the compiler lowers the same config differently (a plan cached by an older
+ * aidomm of the same version must not be reused): 2 = pretrained backbones in eval mode during
+ * fit, gradient clipping in train_step. */
+#define DRV_COMPILER_REVISION 2u
 #define AIDOMM_DRIVER_PLAN_CACHE_H
 
 #include <stdbool.h>

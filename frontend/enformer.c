@@ -16,7 +16,9 @@
  * ConvBlock(c) = Conv1d(gelu(BatchNorm1d(x))), gelu(x) = x * sigmoid(1.702 x).
  * BatchNorm runs with batch statistics in the "forward" (training) program and writes
  * running_mean, running_var and num_batches_tracked + 1 through STATE_OUT; the training
- * lowering's "eval" program switches it to the running statistics and drops the writes.
+ * lowering's "eval" program switches it to the running statistics and drops the writes. When
+ * the peer loads the weights (from_scratch false) it trains the trunk in eval mode (a peer
+ * quirk, docs/ARCHITECTURE.md): the "forward" program is then the eval-mode one already.
  * AttentionPool on an odd length pads one zero column whose logit is masked to -finfo.max: the
  * softmax of that pair is exactly [1, 0], so the last column passes through unchanged, which
  * is how it is emitted here (slice + concat), forward and backward bit-for-bit the same.
@@ -256,6 +258,7 @@ typedef struct enf {
   const enf_cfg_t *cfg;
   uint32_t flags; /* of trainable parameters: PARAM (+ TRAINABLE unless frozen) */
   int sb;         /* batch symbol */
+  bool eval_bn;   /* the peer's module is in eval mode during fit (fe_component_ctx_t) */
 } enf_t;
 
 static uint32_t node1(enf_t *e, ir_op_t op, const char *name, uint32_t x) {
@@ -329,7 +332,8 @@ static uint32_t conv1d(enf_t *e, const char *name, uint32_t x, int64_t cin, int6
 }
 
 /* nn.BatchNorm1d(c) named `name` in training mode: batch statistics, and the running-stat and
- * num_batches_tracked updates written back. x [B, c, L]. */
+ * num_batches_tracked updates written back. In eval mode (e->eval_bn): the running statistics,
+ * no writes; num_batches_tracked is then only declared (it stays in the state_dict). x [B, c, L]. */
 static uint32_t batchnorm(enf_t *e, const char *name, uint32_t x, int64_t c) {
   ir_push_scope(e->em.g, name);
   const int64_t d[1] = {c};
@@ -337,12 +341,20 @@ static uint32_t batchnorm(enf_t *e, const char *name, uint32_t x, int64_t c) {
   uint32_t b = param(e, "bias", 1, d, "zeros");
   uint32_t rm = slot_in(e, "running_mean", e->em.dt, 1, d, IR_SLOT_BUFFER, "zeros");
   uint32_t rv = slot_in(e, "running_var", e->em.dt, 1, d, IR_SLOT_BUFFER, "ones");
-  uint32_t nbt = slot_in(e, "num_batches_tracked", IR_DTYPE_I64, 0, NULL, IR_SLOT_BUFFER, "zeros");
+  uint32_t nbt = IR_NONE;
+  if (!e->eval_bn) {
+    nbt = slot_in(e, "num_batches_tracked", IR_DTYPE_I64, 0, NULL, IR_SLOT_BUFFER, "zeros");
+  } else if (!e->em.err) {
+    ir_type_t nt = mk_type(e, IR_DTYPE_I64, false, 0, NULL);
+    e->em.err = ir_module_add_slot(e->em.m, fe_emit_scoped(&e->em, "num_batches_tracked"), &nt,
+                                   IR_SLOT_BUFFER, "zeros", NULL);
+  }
   ir_pop_scope(e->em.g);
   uint32_t ins[5] = {x, w, b, rm, rv};
   ir_attr_t a[3] = {IR_ATTR_F("eps", ENF_BN_EPS), IR_ATTR_F("momentum", ENF_BN_MOMENTUM),
-                    IR_ATTR_I("training", 1)};
+                    IR_ATTR_I("training", e->eval_bn ? 0 : 1)};
   uint32_t y = fe_emit_node(&e->em, IR_OP_BATCHNORM, name, ins, 5, a, 3, NULL);
+  if (e->eval_bn) return y;
   ir_push_scope(e->em.g, name);
   if (y != IR_NONE) {
     state_out(e, "running_mean", y + 3);
@@ -580,10 +592,14 @@ static ad_status_t build(fe_component_ctx_t *cc, const char *omic, fe_seq_t *out
     T = n - 2 * start;
   }
 
+  /* Peer quirk (docs/ARCHITECTURE.md): a loaded Enformer trains in eval mode, BatchNorm on its
+   * running statistics and every dropout off. */
+  if (cc->eval_mode) cfg.dropout_rate = cfg.attn_dropout = cfg.pos_dropout = 0.0;
   enf_t e = {.em = {.m = cc->b->module, .g = cc->b->forward, .dt = cc->b->dtype},
              .cfg = &cfg,
              .flags = IR_SLOT_PARAM | (a[A_FROZEN].b ? 0u : IR_SLOT_TRAINABLE),
-             .sb = cc->b->sym_batch};
+             .sb = cc->b->sym_batch,
+             .eval_bn = cc->eval_mode};
   const char *saved_scope = e.em.g->scope;
   e.em.g->scope = "";
   ir_type_t in_t = mk_type(&e, e.em.dt, true, 2, (const int64_t[]){L, 4});

@@ -432,6 +432,9 @@ static ad_status_t build(fe_component_ctx_t *c, const char *omic, fe_seq_t *out)
   const fe_arg_value_t *a = c->args;
   esm_t e = {.em = {.m = c->b->module, .g = c->b->forward, .dt = c->b->dtype}, .c = c};
   AD_RETURN_IF_ERROR(resolve_hp(c->cls, a, &e.hp));
+  /* Peer quirk (docs/ARCHITECTURE.md): the peer always loads ESM2 with from_pretrained and so
+   * trains it in eval mode, its own dropouts off; pass_lora's lora_dropout stays. */
+  if (c->eval_mode) e.hp.hidden_dropout = e.hp.attn_dropout = 0.0;
   bool peft = a[A_USE_PEFT].b;
   e.base =
       ad_arena_printf(&e.em.m->arena, "%s.encoder%s", c->prefix, peft ? ".base_model.model" : "");

@@ -166,6 +166,10 @@ typedef struct fe_component_ctx {
   const fe_arg_value_t *args; /* indexed like cls->args */
   int64_t dna_window;         /* data.dna_window when the task passes one to a DNA backbone: its
                                  static input length (0: the backbone's max_length) */
+  bool eval_mode;             /* backbones: the peer trains this backbone's own modules in eval
+                                 mode (loaded by from_pretrained; see tasks.c build_backbone):
+                                 BatchNorm on its running statistics with no buffer writes, and
+                                 no dropout of the backbone's own (LoRA's lora_dropout stays) */
 } fe_component_ctx_t;
 
 /* Backbones: the embedding size (needed before the fusion/adapter widths are known) and the

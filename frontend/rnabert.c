@@ -440,6 +440,9 @@ static ad_status_t build(fe_component_ctx_t *c, const char *omic, fe_seq_t *out)
             .c = c,
             .sb = c->b->sym_batch};
   AD_RETURN_IF_ERROR(resolve_cfg(c->cls, a, c->b->section, &t.cfg));
+  /* Peer quirk (docs/ARCHITECTURE.md): a loaded (from_scratch false) RNABert trains in eval
+   * mode, its own dropouts off; pass_lora's lora_dropout is a module made after loading. */
+  if (c->eval_mode) t.cfg.hidden_p = t.cfg.attn_p = 0.0;
   t.init_w = ad_arena_printf(&t.em.m->arena, "normal(0,%.17g)", t.cfg.init_range);
   AD_RETURN_IF_ERROR(length_symbol(&t, omic, &t.sl));
   bool peft = a[A_USE_PEFT].b;

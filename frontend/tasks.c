@@ -219,11 +219,19 @@ static ad_status_t build_backbone(fe_build_ctx_t *b, const fe_arg_spec_t *spec,
                        spec->name, cls->class_path);
   size_t n = strlen(cls->class_path);
   bool dna = n >= 8 && strcmp(cls->class_path + n - 8, "enformer") == 0;
+  /* Peer quirk: Lightning (>= 2.2) no longer calls .train() at the start of fit and Hugging
+   * Face's from_pretrained leaves the model it loads in eval mode, so a backbone the peer loads
+   * from a hub folder runs its own modules in eval mode for the whole fit (docs/ARCHITECTURE.md,
+   * "Peer quirks"). describe() says whether the peer loads it. */
+  fe_job_backbone_t desc;
+  memset(&desc, 0, sizeof desc);
+  if (cls->backbone->describe) cls->backbone->describe(cls, args, &desc);
   fe_component_ctx_t c = {.b = b,
                           .prefix = prefix,
                           .cls = cls,
                           .args = args,
-                          .dna_window = dna ? dna_window(b) : 0};
+                          .dna_window = dna ? dna_window(b) : 0,
+                          .eval_mode = desc.pretrained};
   /* Components restore the scope they were given; keep the task's even if one does not. */
   const char *scope = b->forward->scope;
   ad_status_t st = cls->backbone->build(&c, omic, out);

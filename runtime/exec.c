@@ -65,7 +65,42 @@ struct rt_exec {
   uint8_t *arena;
   ir_tensor_t *vals; /* per value: dtype/rank fixed, data and dims set per run */
   int64_t *slot_of;  /* per node: slot index for STATE_IN/STATE_OUT, else -1 */
+  const rt_dropout_mask_t *masks; /* test-only dropout masks (rt_exec_set_dropout_masks) */
+  uint32_t nmasks;
 };
+
+void rt_exec_set_dropout_masks(rt_exec_t *e, const rt_dropout_mask_t *masks, uint32_t n) {
+  e->masks = n ? masks : NULL;
+  e->nmasks = n;
+}
+
+/* A DROPOUT node on a test-given keep-mask: y = x * (keep ? scale : 0), scale as the kernel's. */
+static ad_status_t injected_dropout(const rt_exec_t *e, const ir_node_t *n, const ir_tensor_t *x,
+                                    ir_tensor_t *y) {
+  const char *key = ir_node_attr_string(n, "key", "");
+  const rt_dropout_mask_t *mk = NULL;
+  for (uint32_t i = 0; i < e->nmasks && !mk; i++)
+    if (strcmp(e->masks[i].key, key) == 0) mk = &e->masks[i];
+  int64_t numel = ir_tensor_numel(x);
+  if (!mk) return ir_node_error(e->g, n, "no injected dropout mask for key '%s'", key);
+  if (mk->numel != numel)
+    return ir_node_error(e->g, n, "injected dropout mask '%s' has %lld elements, the input %lld",
+                         key, (long long)mk->numel, (long long)numel);
+  double p = ir_node_attr_float(n, "p", 0.0);
+  if (x->dtype == IR_DTYPE_F64) {
+    double s = 1.0 / (1.0 - p);
+    for (int64_t i = 0; i < numel; i++)
+      ((double *)y->data)[i] = ((const double *)x->data)[i] * (mk->keep[i] ? s : 0.0);
+  } else if (x->dtype == IR_DTYPE_F32) {
+    float s = 1.0f / (float)(1.0 - p);
+    for (int64_t i = 0; i < numel; i++)
+      ((float *)y->data)[i] = ((const float *)x->data)[i] * (mk->keep[i] ? s : 0.0f);
+  } else {
+    return ir_node_error(e->g, n, "injected dropout mask on a %s tensor",
+                         ir_dtype_name(x->dtype));
+  }
+  return AD_OK;
+}
 
 ad_status_t rt_exec_create(const ir_graph_t *g, const pass_memplan_t *plan, rt_exec_t **out) {
   *out = NULL;
@@ -197,6 +232,11 @@ ad_status_t rt_exec_run(rt_exec_t *e, rt_state_t *state, const int64_t *symvals,
     if (!info->kernel) return ir_node_error(g, n, "has no kernel");
     if (n->ninputs > 64) return ir_node_error(g, n, "too many inputs");
     for (uint32_t k = 0; k < n->ninputs; k++) ins[k] = e->vals[n->inputs[k]];
+    if (n->op == IR_OP_DROPOUT && e->masks) {
+      ad_status_t st = injected_dropout(e, n, &ins[0], o);
+      if (st) return ad_status_annotate(st, "program '%s'", g->name);
+      continue;
+    }
     ir_kernel_args_t a = {.node = n, .in = ins, .nin = n->ninputs, .out = o,
                           .nout = n->noutputs, .par = par};
     ad_status_t st = info->kernel(&a);

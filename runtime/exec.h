@@ -35,6 +35,21 @@ typedef struct rt_feed {
 /* Runs the program. SCALARs not fed take their module defaults. */
 ad_status_t rt_exec_run(rt_exec_t *e, rt_state_t *state, const int64_t *symvals,
                         const rt_feed_t *feeds, uint32_t nfeeds, ir_parallel_t *par);
+/* TEST ONLY (tests/test_trajectory.c feeds the peer's realized dropout masks): while a table is
+ * set, every DROPOUT node of the program uses the caller's keep-mask instead of Philox, found by
+ * the node's "key" attribute (the stable site name, e.g.
+ * "backbone1.encoder.base_model.model.encoder.layer.0.attention.self.query.lora_dropout.default";
+ * a forward node and its VJP share the key, hence the mask). keep[i] != 0 keeps logical element
+ * i, which is then multiplied by the kernel's scale (T)1 / (T)(1 - p). A DROPOUT whose key is not
+ * in the table, or whose element count is not numel, fails the run. n = 0 restores Philox. The
+ * table and masks are borrowed until reset. */
+typedef struct rt_dropout_mask {
+  const char *key;
+  const uint8_t *keep; /* [numel] */
+  int64_t numel;
+} rt_dropout_mask_t;
+void rt_exec_set_dropout_masks(rt_exec_t *e, const rt_dropout_mask_t *masks, uint32_t n);
+
 /* The tensor feeding OUTPUT `name` after a run (valid until the next run), or NULL. */
 const ir_tensor_t *rt_exec_output(const rt_exec_t *e, const char *name);
 int64_t rt_exec_arena_bytes(const rt_exec_t *e);

@@ -68,8 +68,8 @@ START_TEST(test_sha256_and_key_text) {
   ad_buf_t b = {0};
   drv_plan_cache_key_text(0, "a: 1\n", 5, &b);
   char want[128];
-  snprintf(want, sizeof want, "aidomm %s\nplan-format %u\nreuse 0\na: 1\n", AIDOMM_VERSION,
-           PLAN_FORMAT_VERSION);
+  snprintf(want, sizeof want, "aidomm %s\nplan-format %u\ncompiler %u\nreuse 0\na: 1\n",
+           AIDOMM_VERSION, PLAN_FORMAT_VERSION, DRV_COMPILER_REVISION);
   ck_assert_uint_eq(b.len, strlen(want));
   ck_assert_int_eq(memcmp(b.data, want, b.len), 0);
   ad_buf_free(&b);

@@ -101,6 +101,18 @@ static int run_fit(const char *out, bool resume, const char *fault, int sig, lon
     _exit(127);
   }
   if (kill_after_ms > 0) {
+    if (sig == SIGTERM) {
+      /* SIGTERM must land once the handlers are in place (the first logged step), else the
+       * default action kills the run before it could save (slow under the sanitizers) */
+      char csv[1100];
+      snprintf(csv, sizeof csv, "%s/metrics.csv", out);
+      for (int i = 0; i < 4000; i++) {
+        struct stat sb;
+        if (stat(csv, &sb) == 0 && sb.st_size > 40) break;
+        struct timespec tick = {0, 5000000L};
+        nanosleep(&tick, NULL);
+      }
+    }
     struct timespec ts = {kill_after_ms / 1000, (kill_after_ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
     kill(pid, sig);
@@ -234,7 +246,7 @@ START_TEST(test_sigterm_saves_and_exits_143) {
   reference();
   char out[1024];
   snprintf(out, sizeof out, "%s", tu_tmpdir_path("term"));
-  int status = run_fit(out, false, NULL, SIGTERM, 250);
+  int status = run_fit(out, false, NULL, SIGTERM, 20);
   if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return; /* finished first: nothing to test */
   ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 143, "status %d", status);
   char ck[1100];
