@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -257,6 +258,75 @@ START_TEST(test_sigterm_saves_and_exits_143) {
 }
 END_TEST
 
+/* Runs fit in `out` with extra arguments and an optional file-size limit (as a full disk: the
+ * write fails with EFBIG); returns the wait status. */
+static int run_fit_extra(const char *out, const char *k1, const char *v1, long fsize_limit,
+                         bool resume) {
+  char bin[1024], ckpt[1100];
+  char *argv[40];
+  int n = fit_argv(argv, bin, out, resume, ckpt);
+  argv[n++] = (char *)k1;
+  argv[n++] = (char *)v1;
+  argv[n] = NULL;
+  pid_t pid = fork();
+  ck_assert_int_ge(pid, 0);
+  if (pid == 0) {
+    if (!freopen("/dev/null", "w", stdout)) _exit(126);
+    if (!freopen(tu_tmpdir_path("child.err"), "w", stderr)) _exit(126);
+    mkdir(out, 0777);
+    if (chdir(out) != 0) _exit(125);
+    unsetenv("AIDOMM_FAULT_INJECT");
+    if (fsize_limit > 0) {
+      signal(SIGXFSZ, SIG_IGN);
+      struct rlimit rl = {(rlim_t)fsize_limit, (rlim_t)fsize_limit};
+      setrlimit(RLIMIT_FSIZE, &rl);
+    }
+    execv(bin, argv);
+    _exit(127);
+  }
+  int status = 0;
+  ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+  return status;
+}
+
+START_TEST(test_nan_loss_stops_without_saving_over_work) {
+  reference();
+  char out[1024];
+  snprintf(out, sizeof out, "%s", tu_tmpdir_path("nan"));
+  int status = run_fit_extra(out, "--model.optimizer.lr", "1e30", 0, false);
+  ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 1, "status %d", status);
+  char *err = tu_read_file(tu_tmpdir_path("child.err"), NULL);
+  ck_assert_msg(strstr(err, "the loss (output 'loss' of train_step) is") && strstr(err, "at step"),
+                "%s", err);
+  free(err);
+}
+END_TEST
+
+START_TEST(test_disk_full_keeps_the_previous_checkpoint) {
+  reference();
+  char out[1024], ck[1100];
+  snprintf(out, sizeof out, "%s", tu_tmpdir_path("full"));
+  snprintf(ck, sizeof ck, "%s/last.safetensors", out);
+  /* a first run writes its checkpoints, then a resumed run meets a full disk */
+  int status = run_fit_extra(out, "--trainer.max_steps", "8", 0, false);
+  ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d", status);
+  size_t n0;
+  char *before = tu_read_file(ck, &n0);
+  status = run_fit_extra(out, "--trainer.max_steps", "16", 64 * 1024, true);
+  ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) != 0, "a full disk went unnoticed");
+  size_t n1;
+  char *after = tu_read_file(ck, &n1);
+  ck_assert_msg(n0 == n1 && memcmp(before, after, n0) == 0, "the previous checkpoint changed");
+  free(before);
+  free(after);
+  /* and no temp file is left behind */
+  DIR *d = opendir(out);
+  struct dirent *e;
+  while ((e = readdir(d))) ck_assert_msg(!strstr(e->d_name, ".tmp."), "left %s", e->d_name);
+  closedir(d);
+}
+END_TEST
+
 static void setup(void) { tu_tmpdir_create("resume"); }
 
 int main(void) {
@@ -268,6 +338,8 @@ int main(void) {
   tcase_add_test(tc, test_fault_after_rename);
   tcase_add_test(tc, test_sigkill_at_random_moments);
   tcase_add_test(tc, test_sigterm_saves_and_exits_143);
+  tcase_add_test(tc, test_nan_loss_stops_without_saving_over_work);
+  tcase_add_test(tc, test_disk_full_keeps_the_previous_checkpoint);
   suite_add_tcase(s, tc);
   int rc = tu_run_suite(s);
   tu_tmpdir_remove();
