@@ -29,7 +29,8 @@ ad_status_t drv_compile_config(const drv_compile_request_t *req, const fe_config
   ad_status_t st = fe_build_module(cfg, &m, &job);
   if (!st) {
     pass_train_options_t to = {.beta1 = job.beta1, .beta2 = job.beta2, .eps = job.eps,
-                               .weight_decay = job.weight_decay, .emit_grad_outputs = 0};
+                               .weight_decay = job.weight_decay, .emit_grad_outputs = 0,
+                               .emit_accumulation = job.accumulate_grad_batches > 1};
     pass_print_if(&po, "lower-training", 0, m);
     st = pass_lower_training(m, &to);
     if (!st) pass_print_if(&po, "lower-training", 1, m);

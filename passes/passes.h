@@ -47,6 +47,13 @@ ad_status_t pass_freeze(ir_module_t *m, const char *prefix, uint32_t *nfrozen);
 typedef struct pass_train_options {
   double beta1, beta2, eps, weight_decay;
   int emit_grad_outputs; /* add an OUTPUT "grad:<slot name>" per trainable parameter */
+  /* Also build the two halves of train_step for gradient accumulation (Lightning's
+   * accumulate_grad_batches):
+   *   "grad_step":  forward + backward of loss * loss_scale (runtime scalar, 1/k), OUTPUTs
+   *                 "loss" and "grad:<slot>" per updated parameter; BatchNorm state writes kept;
+   *   "apply_step": INPUTs "grad:<slot>" (the summed gradients), the global norm, clipping and
+   *                 AdamW into state, OUTPUT "grad_norm". */
+  int emit_accumulation;
 } pass_train_options_t;
 ad_status_t pass_lower_training(ir_module_t *m, const pass_train_options_t *opts);
 

@@ -197,8 +197,10 @@ static ad_status_t emit_grad_norm(lower_ctx_t *c, const uint32_t *gslot, uint32_
   return ir_graph_take_error(c->ts);
 }
 
+enum { TRAIN_FULL = 0, TRAIN_GRAD_ONLY = 1 };
+
 static ad_status_t build_train_step(lower_ctx_t *c, const ir_graph_t *fwd,
-                                    const pass_train_options_t *o) {
+                                    const pass_train_options_t *o, int mode) {
   ir_module_t *m = c->m;
   ir_graph_t *ts = c->ts;
   uint32_t *map = malloc(sizeof *map * (fwd->nvalues ? fwd->nvalues : 1));
@@ -206,12 +208,13 @@ static ad_status_t build_train_step(lower_ctx_t *c, const ir_graph_t *fwd,
   uint32_t *wslot = malloc(sizeof *wslot * (fwd->nnodes ? fwd->nnodes : 1));
   uint32_t *grads = malloc(sizeof *grads * (fwd->nnodes ? fwd->nnodes : 1));
   uint8_t *written = calloc(m->nslots ? m->nslots : 1, 1);
-  uint32_t *gslot = malloc(sizeof *gslot * (m->nslots ? m->nslots : 1));
+  uint32_t *gslot = calloc(m->nslots ? m->nslots : 1, sizeof *gslot);
   ad_status_t st = AD_OK;
   if (!map || !wrt || !wslot || !grads || !written || !gslot) {
     st = ad_status_make(AD_STATUS_RESOURCE, "out of memory");
     goto done;
   }
+  for (uint32_t s = 0; s < m->nslots; s++) gslot[s] = IR_NONE;
   st = clone_program(ts, fwd, false, map);
   if (st) goto done;
   if (!pass_strset_add_names(&c->names, ts)) {
@@ -224,6 +227,22 @@ static ad_status_t build_train_step(lower_ctx_t *c, const ir_graph_t *fwd,
     goto done;
   }
   uint32_t loss = lo->inputs[0];
+  if (mode == TRAIN_GRAD_ONLY) {
+    /* Lightning divides the loss by accumulate_grad_batches before backward: the gradient seed
+     * is 1/k rounded to the loss dtype, as torch's DivBackward computes it */
+    st = ensure_scalar(m, "loss_scale", IR_DTYPE_F64, 1.0);
+    if (st) goto done;
+    uint32_t sc = scalar_value(c, "loss_scale");
+    ir_attr_t a = IR_ATTR_S("dtype", ir_dtype_name(ts->values[loss].type.dtype));
+    uint32_t scd = pass_build_named(ts, IR_OP_CAST, unique(c, "loss_scale.cast"), &sc, 1, &a, 1,
+                                    NULL);
+    uint32_t mi[2] = {loss, scd};
+    loss = pass_build_named(ts, IR_OP_MUL, unique(c, "loss.scaled"), mi, 2, NULL, 0, NULL);
+    if (ts->error) {
+      st = ir_graph_take_error(ts);
+      goto done;
+    }
+  }
 
   /* Every read of a trainable slot is a differentiation target; a slot read twice (tied
    * weights) sums its reads' gradients. */
@@ -287,7 +306,7 @@ static ad_status_t build_train_step(lower_ctx_t *c, const ir_graph_t *fwd,
   /* The global L2 norm of every gradient the optimizer sees (Lightning's clip_gradients and
    * the grad-norm log): sum of squares per parameter, summed in slot order, then sqrt. Every
    * update reads it with the clip_max scalar (0: no clipping). */
-  st = emit_grad_norm(c, gslot, nslots);
+  if (mode == TRAIN_FULL) st = emit_grad_norm(c, gslot, nslots);
   if (st) goto done;
   for (uint32_t s = 0; s < nslots; s++) {
     uint32_t g = gslot[s];
@@ -295,7 +314,7 @@ static ad_status_t build_train_step(lower_ctx_t *c, const ir_graph_t *fwd,
     uint32_t p = IR_NONE;
     for (uint32_t k = 0; k < nwrt && p == IR_NONE; k++)
       if (wslot[k] == s) p = wrt[k];
-    if (o->emit_grad_outputs) {
+    if (o->emit_grad_outputs || mode == TRAIN_GRAD_ONLY) {
       const char *oname = ad_arena_printf(&m->arena, "grad:%s", m->slots[s].name);
       if (pass_strset_has(&c->names, oname)) {
         st = ad_status_make(AD_STATUS_INVALID_ARGUMENT, "program 'forward' already has a node '%s'",
@@ -305,6 +324,7 @@ static ad_status_t build_train_step(lower_ctx_t *c, const ir_graph_t *fwd,
       pass_strset_add(&c->names, oname);
       pass_build_named(ts, IR_OP_OUTPUT, oname, &g, 1, NULL, 0, NULL);
     }
+    if (mode == TRAIN_GRAD_ONLY) continue;
     st = emit_update(c, o, s, p, g);
     if (st) goto done;
   }
@@ -317,6 +337,67 @@ done:
   free(written);
   free(gslot);
   return st;
+}
+
+/* apply_step: the summed gradients of every parameter train_step updates come in as INPUTs. */
+static ad_status_t build_apply_step(lower_ctx_t *c, const pass_train_options_t *o) {
+  ir_module_t *m = c->m;
+  uint32_t nslots = m->nslots;
+  uint32_t *gslot = calloc(nslots ? nslots : 1, sizeof *gslot);
+  uint32_t *pslot = calloc(nslots ? nslots : 1, sizeof *pslot);
+  if (!gslot || !pslot) {
+    free(gslot);
+    free(pslot);
+    return ad_status_make(AD_STATUS_RESOURCE, "out of memory");
+  }
+  for (uint32_t s = 0; s < nslots; s++) gslot[s] = pslot[s] = IR_NONE;
+  ad_status_t st = AD_OK;
+  for (uint32_t s = 0; s < nslots; s++) {
+    const ir_state_slot_t *sl = &m->slots[s];
+    if (!(sl->flags & IR_SLOT_TRAINABLE) || (sl->flags & (IR_SLOT_UNUSED | IR_SLOT_OPTIM))) continue;
+    const char *gname = ad_arena_printf(&m->arena, "grad:%s", sl->name);
+    pass_strset_add(&c->names, gname);
+    gslot[s] = pass_build_named(c->ts, IR_OP_INPUT, gname, NULL, 0, NULL, 0, &sl->type);
+    pslot[s] = state_in(c, sl->name);
+  }
+  if (!st) st = ir_graph_take_error(c->ts);
+  if (!st) st = emit_grad_norm(c, gslot, nslots);
+  for (uint32_t s = 0; !st && s < nslots; s++)
+    if (gslot[s] != IR_NONE) st = emit_update(c, o, s, pslot[s], gslot[s]);
+  if (!st) st = ir_graph_take_error(c->ts);
+  free(gslot);
+  free(pslot);
+  return st;
+}
+
+static ad_status_t build_accumulation(ir_module_t *m, const ir_graph_t *fwd,
+                                      const pass_train_options_t *o) {
+  static const char *const made[] = {"grad_step", "apply_step"};
+  for (int i = 0; i < 2; i++)
+    if (ir_module_find_program(m, made[i]))
+      return ad_status_make(AD_STATUS_INVALID_ARGUMENT,
+                            "lower-training: the module already has a program '%s'", made[i]);
+  lower_ctx_t g = {.m = m, .lr = IR_NONE, .step = IR_NONE, .gnorm = IR_NONE, .clip = IR_NONE};
+  g.ts = ir_module_add_program(m, "grad_step");
+  ad_status_t st = build_train_step(&g, fwd, o, TRAIN_GRAD_ONLY);
+  pass_strset_free(&g.names);
+  if (!st) st = pass_dce(&g.ts);
+  if (!st) st = ir_verify_graph(g.ts);
+  if (st) {
+    pass_graph_discard(g.ts);
+    return ad_status_annotate(st, "lower-training: building 'grad_step'");
+  }
+  lower_ctx_t a = {.m = m, .lr = IR_NONE, .step = IR_NONE, .gnorm = IR_NONE, .clip = IR_NONE};
+  a.ts = ir_module_add_program(m, "apply_step");
+  st = build_apply_step(&a, o);
+  pass_strset_free(&a.names);
+  if (!st) st = ir_verify_graph(a.ts);
+  if (st) {
+    pass_graph_discard(a.ts);
+    pass_graph_discard(g.ts);
+    return ad_status_annotate(st, "lower-training: building 'apply_step'");
+  }
+  return AD_OK;
 }
 
 ad_status_t pass_lower_training(ir_module_t *m, const pass_train_options_t *opts) {
@@ -335,7 +416,7 @@ ad_status_t pass_lower_training(ir_module_t *m, const pass_train_options_t *opts
 
   lower_ctx_t c = {.m = m, .lr = IR_NONE, .step = IR_NONE, .gnorm = IR_NONE, .clip = IR_NONE};
   c.ts = ir_module_add_program(m, "train_step");
-  ad_status_t st = build_train_step(&c, fwd, opts);
+  ad_status_t st = build_train_step(&c, fwd, opts, TRAIN_FULL);
   pass_strset_free(&c.names);
   /* VJP rules emit every input gradient they can (dx of the first layer, gradients towards
    * frozen weights); only those reaching an update or an output are kept. */
@@ -357,5 +438,6 @@ ad_status_t pass_lower_training(ir_module_t *m, const pass_train_options_t *opts
     pass_graph_discard(c.ts);
     return ad_status_annotate(st, "lower-training: building 'eval'");
   }
+  if (opts->emit_accumulation) return build_accumulation(m, fwd, opts);
   return AD_OK;
 }

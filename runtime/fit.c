@@ -298,6 +298,8 @@ static ad_status_t fit_data(rt_ctx_t *c, rt_trainer_t *tr, int64_t max_steps, do
   int64_t warmup = j->has_scheduler ? rt_warmup_steps(j->warmup_ratio, j->num_warmup_steps, total)
                                     : 0;
   rt_trainer_set_clip(tr, j->gradient_clip_val);
+  int64_t acc = j->accumulate_grad_batches > 1 ? j->accumulate_grad_batches : 1;
+  if (!st && acc > 1) st = rt_trainer_enable_accumulation(tr);
   fit_pos_t pos = {0, 0, 0};
   char *policy_json = NULL;
   if (!st) st = resume_from(c, &pos, &policy_json);
@@ -355,7 +357,18 @@ static ad_status_t fit_data(rt_ctx_t *c, rt_trainer_t *tr, int64_t max_steps, do
     while (!st && pos.step < max_steps && !(st = rt_loader_next(ld, &b)) && b) {
       double loss = 0;
       double lr_k = j->has_scheduler ? rt_cosine_warmup_lr(lr, pos.step + 1, total, warmup) : lr;
-      st = rt_trainer_step(tr, &b->feeds, pos.step + 1, lr_k, j->seed, &loss);
+      bool stepped = true;
+      if (acc == 1) {
+        st = rt_trainer_step(tr, &b->feeds, pos.step + 1, lr_k, j->seed, &loss);
+      } else {
+        /* Lightning: loss / k, gradients summed, the optimizer steps when (batch_idx + 1) % k
+         * == 0 or on the epoch's last batch (a short window still divides by k); dropout of a
+         * micro-batch is keyed by its global micro-batch number */
+        st = rt_trainer_accumulate(tr, &b->feeds, e * nb + pos.batch + 1, j->seed,
+                                   1.0 / (double)acc, &loss);
+        stepped = (pos.batch + 1) % acc == 0 || pos.batch + 1 >= nb;
+        if (!st && stepped && isfinite(loss)) st = rt_trainer_apply(tr, pos.step + 1, lr_k, j->seed);
+      }
       if (st) break;
       if (!isfinite(loss)) {
         /* the state already holds this step's update: nothing is saved over good work */
@@ -367,12 +380,12 @@ static ad_status_t fit_data(rt_ctx_t *c, rt_trainer_t *tr, int64_t max_steps, do
                             (const char *)last.data);
         break;
       }
-      pos.step++;
+      if (stepped) pos.step++;
       pos.batch++;
       char extra[64];
       snprintf(extra, sizeof extra, "epoch %lld loss %.4e", (long long)e, loss);
       rt_progress_step(&pr, pos.step, extra);
-      if (j->log_every_n_steps > 0 && pos.step % j->log_every_n_steps == 0) {
+      if (stepped && j->log_every_n_steps > 0 && pos.step % j->log_every_n_steps == 0) {
         const char *names[3] = {"train_loss", "lr-AdamW", "grad_norm"};
         double vals[3] = {loss, lr_k, rt_trainer_grad_norm(tr)};
         st = rt_metrics_csv_append(c, "train", e, pos.step, names, vals, 3);
@@ -401,14 +414,16 @@ static ad_status_t fit_data(rt_ctx_t *c, rt_trainer_t *tr, int64_t max_steps, do
       }
       /* aidomm's own resume point: with every ModelCheckpoint save, and every
        * every_n_train_steps even while the callback defers (no monitor value yet) */
-      if (!st && (saved || (j->has_checkpoint && j->ckpt_every_n_train_steps > 0 &&
-                            pos.step % j->ckpt_every_n_train_steps == 0))) {
+      /* (only between optimizer steps: a window's partial gradient sums are not saved) */
+      if (!st && stepped &&
+          (saved || (j->has_checkpoint && j->ckpt_every_n_train_steps > 0 &&
+                     pos.step % j->ckpt_every_n_train_steps == 0))) {
         char *js = NULL;
         if (cb.p) st = rt_ckpt_policy_state_json(cb.p, &js);
         if (!st) st = save_training(c, (const char *)last.data, &pos, js);
         free(js);
       }
-      if (!st && g_signal) {
+      if (!st && stepped && g_signal) {
         stop = true;
         break;
       }

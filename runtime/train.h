@@ -43,6 +43,16 @@ void rt_trainer_free(rt_trainer_t *t);
 ad_status_t rt_trainer_step(rt_trainer_t *t, const rt_batch_t *batch, int64_t step, double lr,
                             int64_t seed, double *loss);
 
+/* Gradient accumulation (Lightning's accumulate_grad_batches = k), through the plan's
+ * grad_step / apply_step programs: rt_trainer_accumulate runs forward + backward of
+ * loss * loss_scale (1/k) on one micro-batch (dropout keyed by micro_step) and adds its
+ * gradients to the window's sums; rt_trainer_apply clips and steps AdamW with the sums and
+ * empties the window. */
+ad_status_t rt_trainer_enable_accumulation(rt_trainer_t *t);
+ad_status_t rt_trainer_accumulate(rt_trainer_t *t, const rt_batch_t *batch, int64_t micro_step,
+                                  int64_t seed, double loss_scale, double *loss);
+ad_status_t rt_trainer_apply(rt_trainer_t *t, int64_t step, double lr, int64_t seed);
+
 /* modelgenerator.lr_schedulers.CosineWithWarmup (transformers' cosine schedule, half a cycle):
  * the learning rate of optimizer step k (1-based) is base * f(k - 1) with
  * f(s) = s / max(1, W) for s < W, else max(0, 0.5 (1 + cos(pi (s - W) / max(1, T - W)))),

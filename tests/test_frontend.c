@@ -402,16 +402,15 @@ START_TEST(test_warnings) {
   snprintf(want, sizeof want,
            "%s:4:3: warning: trainer.accelerator is ignored (aidomm does not use it yet)\n", path);
   ck_assert_msg(strstr(buf, want) != NULL, "got:\n%s", buf);
-  snprintf(want, sizeof want, "%s:9:3: warning: trainer.callbacks is ignored", path);
-  ck_assert_msg(strstr(buf, want) != NULL, "got:\n%s", buf);
+  ck_assert_msg(strstr(buf, "callbacks is ignored") == NULL, "got:\n%s", buf);
   ck_assert_msg(strstr(buf, "ckpt_path") == NULL, "ckpt_path is read by the runtime:\n%s", buf);
   ck_assert_ptr_null(strstr(buf, "max_steps"));
   /* In file order, whatever order the sections are checked in. */
-  ck_assert(strstr(buf, ":4:3: warning") < strstr(buf, ":9:3: warning"));
+  ck_assert(strstr(buf, ":4:3: warning") < strstr(buf, ":5:3: warning"));
   ck_assert_ptr_null(strstr(buf, "fused")); /* null is the default: nothing to warn about */
   int lines = 0;
   for (char *p = buf; *p; p++) lines += *p == '\n';
-  ck_assert_int_eq(lines, 3); /* accelerator, devices, callbacks */
+  ck_assert_int_eq(lines, 2); /* accelerator, devices */
   free(buf);
   free(path);
   ir_module_free(m);
