@@ -35,7 +35,7 @@ static tu_proc_t fit(const char *plan, const char *batch, const char *out, const
                      "--data.init_args.path", g_data, "--data.init_args.shuffle", "false",
                      "--data.init_args.batch_size", batch, "--trainer.max_steps", "3",
                      "--trainer.log_every_n_steps", "1", "--trainer.accumulate_grad_batches", acc,
-                     NULL);
+                     "--trainer.callbacks.0.init_args.dirpath", out, NULL);
 }
 
 static void grad_norms(const char *out, double *g) {
