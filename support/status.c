@@ -116,3 +116,10 @@ void ad_status_free(ad_status_t st) {
   free(st->message);
   free(st);
 }
+
+int ad_status_report(ad_status_t st, const char *tool) {
+  int code = ad_status_exit_code(st);
+  ad_status_print(st, tool, stderr);
+  ad_status_free(st);
+  return code;
+}

@@ -41,6 +41,9 @@ int ad_status_exit_code(ad_status_t st);
 /* Prints one line: "FILE:LINE:COL: error: msg" when the status has a place, else "TOOL: error: msg". */
 void ad_status_print(ad_status_t st, const char *tool, FILE *out);
 void ad_status_free(ad_status_t st);
+/* A tool's last word on a status: prints it (ad_status_print), frees it and returns the exit
+ * code (ad_status_exit_code). */
+int ad_status_report(ad_status_t st, const char *tool);
 
 #define AD_RETURN_IF_ERROR(expr)            \
   do {                                      \

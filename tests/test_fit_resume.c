@@ -102,7 +102,7 @@ static int run_fit(const char *out, bool resume, const char *fault, int sig, lon
     _exit(127);
   }
   if (kill_after_ms > 0) {
-    if (sig == SIGTERM) {
+    if (sig == SIGTERM || sig == SIGINT) {
       /* SIGTERM must land once the handlers are in place (the first logged step), else the
        * default action kills the run before it could save (slow under the sanitizers) */
       char csv[1100];
@@ -289,6 +289,37 @@ static int run_fit_extra(const char *out, const char *k1, const char *v1, long f
   return status;
 }
 
+START_TEST(test_sigint_saves_and_exits_130) {
+  reference();
+  char out[1024];
+  snprintf(out, sizeof out, "%s", tu_tmpdir_path("int"));
+  int status = run_fit(out, false, NULL, SIGINT, 20);
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return; /* finished first */
+  ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 130, "status %d", status);
+  finish(out);
+  expect_same_as_reference(out);
+}
+END_TEST
+
+START_TEST(test_reset_optimizer_states) {
+  reference();
+  char out[1024], ck[1100], ref[1100];
+  snprintf(out, sizeof out, "%s", tu_tmpdir_path("reset"));
+  snprintf(ck, sizeof ck, "%s/last.safetensors", out);
+  snprintf(ref, sizeof ref, "%s/last.safetensors", tu_tmpdir_path("ref"));
+  int status = run_fit_extra(out, "--trainer.max_steps", "12", 0, false);
+  ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d", status);
+  /* resumed with fresh AdamW moments: it completes, but not on the uninterrupted trajectory */
+  status = run_fit_extra(out, "--model.reset_optimizer_states", "true", 0, true);
+  ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d", status);
+  size_t na, nb;
+  char *a = tu_read_file(ref, &na), *b = tu_read_file(ck, &nb);
+  ck_assert_msg(na != nb || memcmp(a, b, na) != 0, "reset_optimizer_states changed nothing");
+  free(a);
+  free(b);
+}
+END_TEST
+
 START_TEST(test_nan_loss_stops_without_saving_over_work) {
   reference();
   char out[1024];
@@ -338,6 +369,8 @@ int main(void) {
   tcase_add_test(tc, test_fault_after_rename);
   tcase_add_test(tc, test_sigkill_at_random_moments);
   tcase_add_test(tc, test_sigterm_saves_and_exits_143);
+  tcase_add_test(tc, test_sigint_saves_and_exits_130);
+  tcase_add_test(tc, test_reset_optimizer_states);
   tcase_add_test(tc, test_nan_loss_stops_without_saving_over_work);
   tcase_add_test(tc, test_disk_full_keeps_the_previous_checkpoint);
   suite_add_tcase(s, tc);

@@ -17,6 +17,7 @@
 #include "frontend/frontend.h"
 #include "plan/plan.h"
 #include "runtime/train.h"
+#include "support/cli.h"
 
 #ifndef AIDOMM_VERSION
 #define AIDOMM_VERSION "unknown"
@@ -60,27 +61,8 @@ static int usage_error(const char *fmt, const char *arg) {
   return 2;
 }
 
-static int fail(ad_status_t st) {
-  int code = ad_status_exit_code(st);
-  ad_status_print(st, TOOL, stderr);
-  ad_status_free(st);
-  return code;
-}
+static int fail(ad_status_t st) { return ad_status_report(st, TOOL); }
 
-/* "--name=value" or "--name value": returns the value (advancing *i) or NULL when absent. */
-static const char *flag_value(int argc, char **argv, int *i, const char *name, int *missing) {
-  const char *a = argv[*i];
-  size_t n = strlen(name);
-  *missing = 0;
-  if (strncmp(a, name, n) != 0) return NULL;
-  if (a[n] == '=') return a + n + 1;
-  if (a[n] != '\0') return NULL;
-  if (*i + 1 >= argc) {
-    *missing = 1;
-    return NULL;
-  }
-  return argv[++*i];
-}
 
 typedef struct args {
   plan_job_kind_t job;
@@ -112,23 +94,23 @@ static int parse(int argc, char **argv, args_t *a) {
       fputs(g_usage, stdout);
       return 0;
     }
-    if ((v = flag_value(argc, argv, &i, "--config", &missing))) {
+    if ((v = ad_cli_flag_value(argc, argv, &i, "--config", &missing))) {
       a->configs[a->nconfigs++] = v;
-    } else if (!missing && (v = flag_value(argc, argv, &i, "--threads", &missing))) {
+    } else if (!missing && (v = ad_cli_flag_value(argc, argv, &i, "--threads", &missing))) {
       char *end;
       long n = strtol(v, &end, 10);
       if (!*v || *end || n < 0 || n > 4096)
         return usage_error("--threads needs a thread count (0 to 4096), got '%s'", v);
       a->nthreads = (int)n;
-    } else if (!missing && (v = flag_value(argc, argv, &i, "--output_dir", &missing))) {
+    } else if (!missing && (v = ad_cli_flag_value(argc, argv, &i, "--output_dir", &missing))) {
       a->output_dir = v;
-    } else if (!missing && (v = flag_value(argc, argv, &i, "--predictions", &missing))) {
+    } else if (!missing && (v = ad_cli_flag_value(argc, argv, &i, "--predictions", &missing))) {
       if (strcmp(v, "log2tpm") != 0 && strcmp(v, "zscore") != 0)
         return usage_error("--predictions needs log2tpm or zscore, not '%s'", v);
       a->predictions_log2tpm = strcmp(v, "log2tpm") == 0;
-    } else if (!missing && (v = flag_value(argc, argv, &i, "--index_dir", &missing))) {
+    } else if (!missing && (v = ad_cli_flag_value(argc, argv, &i, "--index_dir", &missing))) {
       a->index_dir = v;
-    } else if (!missing && (v = flag_value(argc, argv, &i, "--progress", &missing))) {
+    } else if (!missing && (v = ad_cli_flag_value(argc, argv, &i, "--progress", &missing))) {
       if (strcmp(v, "on") != 0 && strcmp(v, "off") != 0 && strcmp(v, "auto") != 0)
         return usage_error("--progress needs on, off or auto, not '%s'", v);
       a->progress = !strcmp(v, "on") ? 1 : !strcmp(v, "off") ? 0 : -1;

@@ -13,6 +13,7 @@
 #include "ir/ir.h"
 #include "passes/passes.h"
 #include "plan/plan.h"
+#include "support/cli.h"
 
 #ifndef AIDOMM_VERSION
 #define AIDOMM_VERSION "unknown"
@@ -53,27 +54,8 @@ static int usage_error(const char *fmt, const char *arg) {
   return 2;
 }
 
-static int fail(ad_status_t st) {
-  int code = ad_status_exit_code(st);
-  ad_status_print(st, TOOL, stderr);
-  ad_status_free(st);
-  return code;
-}
+static int fail(ad_status_t st) { return ad_status_report(st, TOOL); }
 
-/* "--name=value" or "--name value": returns the value (advancing *i) or NULL when absent. */
-static const char *flag_value(int argc, char **argv, int *i, const char *name, int *missing) {
-  const char *a = argv[*i];
-  size_t n = strlen(name);
-  *missing = 0;
-  if (strncmp(a, name, n) != 0) return NULL;
-  if (a[n] == '=') return a + n + 1;
-  if (a[n] != '\0') return NULL;
-  if (*i + 1 >= argc) {
-    *missing = 1;
-    return NULL;
-  }
-  return argv[++*i];
-}
 
 static bool pass_name_known(const char *s) {
   if (strcmp(s, "all") == 0) return true;
@@ -124,22 +106,22 @@ static int parse_compile(int argc, char **argv, compile_args_t *a) {
       fputs(g_usage, stdout);
       return 0;
     }
-    if ((v = flag_value(argc, argv, &i, "-o", &missing)) ||
-        (!missing && (v = flag_value(argc, argv, &i, "--output", &missing)))) {
+    if ((v = ad_cli_flag_value(argc, argv, &i, "-o", &missing)) ||
+        (!missing && (v = ad_cli_flag_value(argc, argv, &i, "--output", &missing)))) {
       a->output = v;
-    } else if (!missing && (v = flag_value(argc, argv, &i, "--config", &missing))) {
+    } else if (!missing && (v = ad_cli_flag_value(argc, argv, &i, "--config", &missing))) {
       a->configs[a->nconfigs++] = v;
       if (!a->config) a->config = v;
     } else if (!missing && (strcmp(arg, "--print_config") == 0 ||
                             strcmp(arg, "--print-config") == 0)) {
       a->print_config = 1;
-    } else if (!missing && (v = flag_value(argc, argv, &i, "--job", &missing))) {
+    } else if (!missing && (v = ad_cli_flag_value(argc, argv, &i, "--job", &missing))) {
       if (!plan_job_kind_from_name(v, &a->job))
         return usage_error("unknown job '%s' (expected fit, validate, test or predict)", v);
-    } else if (!missing && (v = flag_value(argc, argv, &i, "--print-after", &missing))) {
+    } else if (!missing && (v = ad_cli_flag_value(argc, argv, &i, "--print-after", &missing))) {
       if (!pass_name_known(v)) return unknown_pass("--print-after", v);
       a->print_after = v;
-    } else if (!missing && (v = flag_value(argc, argv, &i, "--print-before", &missing))) {
+    } else if (!missing && (v = ad_cli_flag_value(argc, argv, &i, "--print-before", &missing))) {
       if (!pass_name_known(v)) return unknown_pass("--print-before", v);
       a->print_before = v;
     } else if (missing) {
