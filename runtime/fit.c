@@ -46,6 +46,29 @@ static ad_status_t fit_synthetic(rt_ctx_t *c, rt_trainer_t *tr, int64_t steps, d
   return st;
 }
 
+/* "; parameter 'X' holds NaN/Inf after the update" for the first parameter or buffer slot (in
+ * slot order) with a non-finite value, or "" when all are finite. */
+static void first_nonfinite_slot(const rt_state_t *s, char *out, size_t cap) {
+  out[0] = 0;
+  const ir_module_t *m = s->module;
+  for (uint32_t i = 0; i < m->nslots; i++) {
+    const ir_state_slot_t *sl = &m->slots[i];
+    if (!(sl->flags & (IR_SLOT_PARAM | IR_SLOT_BUFFER)) || (sl->flags & IR_SLOT_OPTIM)) continue;
+    ir_dtype_t dt = sl->type.dtype;
+    if (dt != IR_DTYPE_F32 && dt != IR_DTYPE_F64) continue;
+    size_t n = s->bytes[i] / ir_dtype_size(dt);
+    for (size_t k = 0; k < n; k++) {
+      double v = dt == IR_DTYPE_F64 ? ((const double *)s->data[i])[k]
+                                    : (double)((const float *)s->data[i])[k];
+      if (!isfinite(v)) {
+        snprintf(out, cap, "; %s '%s' holds %g (element %zu) after the update",
+                 sl->flags & IR_SLOT_BUFFER ? "buffer" : "parameter", sl->name, v, k);
+        return;
+      }
+    }
+  }
+}
+
 /* A permutation of 0..n-1 for epoch `epoch`, a pure function of (seed, epoch). */
 static void shuffle(int64_t *order, int64_t n, int64_t seed, int64_t epoch) {
   uint32_t key[2];
@@ -372,12 +395,14 @@ static ad_status_t fit_data(rt_ctx_t *c, rt_trainer_t *tr, int64_t max_steps, do
       if (st) break;
       if (!isfinite(loss)) {
         /* the state already holds this step's update: nothing is saved over good work */
+        char where[320];
+        first_nonfinite_slot(c->state, where, sizeof where);
         st = ad_status_make(AD_STATUS_INTERNAL,
                             "the loss (output 'loss' of train_step) is %g at step %lld (epoch "
-                            "%lld, batch %lld); stopping without saving. The last checkpoint is "
-                            "%s",
+                            "%lld, batch %lld)%s; stopping without saving. The last checkpoint "
+                            "is %s",
                             loss, (long long)pos.step + 1, (long long)e, (long long)pos.batch,
-                            (const char *)last.data);
+                            where, (const char *)last.data);
         break;
       }
       if (stepped) pos.step++;
