@@ -76,6 +76,7 @@ typedef struct fe_job_backbone {
 
 #define FE_MAX_BACKBONES 3
 #define FE_MAX_DATA_COLS 64
+#define FE_MAX_SPLIT_PATTERNS 16
 
 typedef struct fe_job {
   int64_t seed;          /* seed_everything */
@@ -119,6 +120,9 @@ typedef struct fe_job {
   const char *ckpt_path;           /* top-level ckpt_path; NULL when null */
   /* data (modelgenerator.data.IsoformExpression); strings are "" when not given */
   const char *data_path, *train_split_files, *valid_split_files, *test_split_files;
+  /* every pattern of train/valid/test_split_files (a string or a list), in order */
+  const char *split_patterns[3][FE_MAX_SPLIT_PATTERNS];
+  uint32_t nsplit_patterns[3];
   bool data_normalize, data_shuffle;
   int64_t data_random_seed;
   int64_t dna_window;              /* data.dna_window: centre crop of DNA (0 = off) */

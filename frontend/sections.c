@@ -873,6 +873,20 @@ ad_status_t fe_check_sections(fe_checker_t *k, fe_sections_t *s, fe_job_t *job) 
     job->train_split_files = first_string(d[ISO_TRAIN_FILES].list);
     job->valid_split_files = first_string(d[ISO_VALID_FILES].list);
     job->test_split_files = first_string(d[ISO_TEST_FILES].list);
+    const fe_node_t *pl[3] = {d[ISO_TRAIN_FILES].list, d[ISO_VALID_FILES].list,
+                              d[ISO_TEST_FILES].list};
+    for (int k = 0; k < 3; k++) {
+      const fe_node_t *n = pl[k];
+      job->nsplit_patterns[k] = 0;
+      if (!n || fe_scalar_is_null(n)) continue;
+      uint32_t cnt = n->kind == FE_NODE_SEQ ? n->n : 1;
+      if (cnt > FE_MAX_SPLIT_PATTERNS)
+        return fe_error_at(n, "data.init_args: at most %d file patterns per split",
+                           FE_MAX_SPLIT_PATTERNS);
+      for (uint32_t i = 0; i < cnt; i++)
+        job->split_patterns[k][job->nsplit_patterns[k]++] =
+            n->kind == FE_NODE_SEQ ? n->items[i]->scalar : n->scalar;
+    }
     job->data_normalize = d[ISO_NORMALIZE].b;
     job->data_shuffle = d[ISO_SHUFFLE].b;
     job->data_random_seed = d[ISO_SEED].i;

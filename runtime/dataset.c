@@ -131,23 +131,29 @@ ad_status_t rt_dataset_open(const fe_job_t *job, rt_split_kind_t split,
                           "class such as modelgenerator.data.IsoformExpression is needed)");
   char *folder = NULL;
   AD_RETURN_IF_ERROR(rt_dataset_folder(job, &folder));
-  const char *pat = split_pattern(job, split);
-  ad_buf_t full = {0};
-  ad_buf_printf(&full, "%s/%s", folder, pat);
+  /* every pattern of the split, in order, each expanded and sorted by glob(3) */
+  const char *pats[FE_MAX_SPLIT_PATTERNS];
+  uint32_t npat = job->nsplit_patterns[split];
+  for (uint32_t i = 0; i < npat; i++) pats[i] = job->split_patterns[split][i];
+  if (npat == 0) pats[npat++] = split_pattern(job, split);
   glob_t g;
   memset(&g, 0, sizeof g);
-  int gr = glob((const char *)full.data, GLOB_ERR, NULL, &g);
-  ad_buf_free(&full);
-  if (gr != 0) {
-    globfree(&g);
-    ad_status_t st = ad_status_make(
-        AD_STATUS_INVALID_ARGUMENT, "%s split: no file in '%s' matches '%s'%s",
-        rt_split_name(split), folder, pat,
-        split == RT_SPLIT_TRAIN   ? " (data.init_args.train_split_files)"
-        : split == RT_SPLIT_VALID ? " (data.init_args.valid_split_files)"
-                                  : " (data.init_args.test_split_files)");
-    free(folder);
-    return st;
+  for (uint32_t i = 0; i < npat; i++) {
+    ad_buf_t full = {0};
+    ad_buf_printf(&full, "%s/%s", folder, pats[i]);
+    int gr = glob((const char *)full.data, GLOB_ERR | (i ? GLOB_APPEND : 0), NULL, &g);
+    ad_buf_free(&full);
+    if (gr != 0) {
+      globfree(&g);
+      ad_status_t st = ad_status_make(
+          AD_STATUS_INVALID_ARGUMENT, "%s split: no file in '%s' matches '%s'%s",
+          rt_split_name(split), folder, pats[i],
+          split == RT_SPLIT_TRAIN   ? " (data.init_args.train_split_files)"
+          : split == RT_SPLIT_VALID ? " (data.init_args.valid_split_files)"
+                                    : " (data.init_args.test_split_files)");
+      free(folder);
+      return st;
+    }
   }
   free(folder);
   rt_dataset_t *ds = calloc(1, sizeof *ds);

@@ -217,6 +217,32 @@ START_TEST(test_zscore_matches_peer) {
 }
 END_TEST
 
+/* train_split_files given as a list: every pattern, in the order given, each sorted by glob. */
+START_TEST(test_split_pattern_list) {
+  fe_config_t *c = NULL;
+  char *ov[] = {"--data.init_args.train_split_files", "[train_1.tsv, train_0.tsv]"};
+  tu_ok(fe_config_load(tu_source_path("tests/configs/predict/tiny3_concat.yaml"), 2, ov, &c));
+  c->warn_stream = NULL;
+  fe_job_t job;
+  tu_ok(fe_config_job(c, &job));
+  char data[4096];
+  snprintf(data, sizeof data, "%s", tu_source_path("tests/golden/predict/data"));
+  job.data_path = data;
+  ck_assert_int_eq(job.nsplit_patterns[RT_SPLIT_TRAIN], 2);
+  rt_dataset_options_t o = {.no_cache = true};
+  rt_dataset_t *tr = NULL;
+  tu_ok(rt_dataset_open(&job, RT_SPLIT_TRAIN, &o, &tr));
+  ck_assert_int_eq(rt_dataset_num_files(tr), 2);
+  ck_assert_ptr_nonnull(strstr(rt_tsv_path(rt_dataset_file(tr, 0)), "train_1.tsv"));
+  ck_assert_int_eq(rt_dataset_rows(tr), 11);
+  rt_dataset_close(tr);
+  job.split_patterns[RT_SPLIT_TRAIN][1] = "train_9*.tsv";
+  tu_expect_msg(rt_dataset_open(&job, RT_SPLIT_TRAIN, &o, &tr), "train split: no file in",
+                "'train_9*.tsv'");
+  fe_config_free(c);
+}
+END_TEST
+
 START_TEST(test_aidomm_checkpoint_in_peer) {
   const char *gold = "tests/golden/predict/peer_on_aidomm_ckpt.safetensors";
   struct stat sb;
@@ -394,6 +420,7 @@ int main(void) {
   tcase_add_test(tc, test_peer_predictions_from_hf_folders);
   tcase_add_test(tc, test_predict_job_and_log2tpm);
   tcase_add_test(tc, test_zscore_matches_peer);
+  tcase_add_test(tc, test_split_pattern_list);
   tcase_add_test(tc, test_aidomm_checkpoint_in_peer);
   tcase_add_test(tc, test_validate_job);
   tcase_add_test(tc, test_wrong_dna_length);
