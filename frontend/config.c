@@ -733,10 +733,10 @@ static ad_status_t apply_override(fe_config_t *c, const char *arg, const char *p
   return AD_OK; /* not reached: the last segment returns above */
 }
 
-static ad_status_t apply_overrides(fe_config_t *c, int n, char *const *args) {
+static ad_status_t apply_overrides(fe_config_t *c, int n, char *const *args, const int *pos) {
   for (int i = 0; i < n; i++) {
     const char *arg = args[i];
-    int argpos = i + 1;
+    int argpos = pos ? pos[i] : i + 1;
     if (!arg || strncmp(arg, "--", 2) != 0)
       return fe_status_at(AD_STATUS_INVALID_ARGUMENT, FE_CMDLINE_FILE, 1, argpos,
                           "expected an override '--key.path value', got '%s'", arg ? arg : "");
@@ -871,7 +871,7 @@ ad_status_t fe_config_load_files(int npaths, const char *const *paths, int nover
     else
       merge_into(&c->arena, c->root, root);
   }
-  if (!st) st = apply_overrides(c, noverrides, overrides);
+  if (!st) st = apply_overrides(c, noverrides, overrides, NULL);
   if (st) {
     fe_config_free(c);
     return st;
@@ -881,7 +881,7 @@ ad_status_t fe_config_load_files(int npaths, const char *const *paths, int nover
 }
 
 ad_status_t fe_config_load_text(const char *name, const char *text, size_t len, int noverrides,
-                                char *const *overrides, fe_config_t **out) {
+                                char *const *overrides, const int *argpos, fe_config_t **out) {
   *out = NULL;
   if (len > FE_MAX_FILE_BYTES)
     return fe_status_at(AD_STATUS_INVALID_ARGUMENT, name, 1, 1,
@@ -892,7 +892,7 @@ ad_status_t fe_config_load_text(const char *name, const char *text, size_t len, 
   c->path = ad_arena_strdup(&c->arena, name);
   c->warn_stream = stderr;
   ad_status_t st = parse_tree(&c->arena, c->path, (const uint8_t *)text, len, &c->root);
-  if (!st) st = apply_overrides(c, noverrides, overrides);
+  if (!st) st = apply_overrides(c, noverrides, overrides, argpos);
   if (st) {
     fe_config_free(c);
     return st;

@@ -149,9 +149,10 @@ ad_status_t fe_build_module(const fe_config_t *c, ir_module_t **out_module, fe_j
 ad_status_t fe_config_job(const fe_config_t *c, fe_job_t *out_job);
 
 /* A config from YAML text in memory (the plan's CONFIG section), named `name` in errors, with
- * overrides applied as fe_config_load does. */
+ * overrides applied as fe_config_load does; argpos[i] (NULL: i + 1) is the command-line
+ * position of overrides[i], the column of its errors. */
 ad_status_t fe_config_load_text(const char *name, const char *text, size_t len, int noverrides,
-                                char *const *overrides, fe_config_t **out);
+                                char *const *overrides, const int *argpos, fe_config_t **out);
 
 /* Several config files, as repeated `--config` in jsonargparse: later files override earlier
  * ones key by key (maps merge recursively; scalars and lists are replaced; a node whose

@@ -171,16 +171,25 @@ static ad_status_t resolve_job(rt_ctx_t *c) {
   const rt_run_options_t *o = c->o;
   int pos0 = o && o->overrides_argpos > 0 ? o->overrides_argpos : 1;
   int nov = o ? o->noverrides : 0;
+  int *pos = calloc((size_t)(nov ? nov : 1), sizeof *pos);
+  if (!pos) return ad_status_make(AD_STATUS_RESOURCE, "out of memory");
+  for (int i = 0; i < nov; i++)
+    pos[i] = o->override_argpos ? o->override_argpos[i] : pos0 + i;
   for (int i = 0; i < nov; i++) {
     const char *a = o->overrides[i];
     if (a[0] != '-' || a[1] != '-') continue; /* a value */
-    AD_RETURN_IF_ERROR(fe_key_check(a, FE_TOOL_RUNTIME, pos0 + i));
+    ad_status_t kst = fe_key_check(a, FE_TOOL_RUNTIME, pos[i]);
+    if (kst) {
+      free(pos);
+      return kst;
+    }
   }
   ad_buf_t name = {0};
   ad_buf_printf(&name, "%s(config)", c->plan_name);
   ad_status_t st = fe_config_load_text((const char *)name.data, c->plan->config_yaml,
-                                       c->plan->config_len, nov, nov ? o->overrides : NULL,
+                                       c->plan->config_len, nov, nov ? o->overrides : NULL, pos,
                                        &c->cfg);
+  free(pos);
   ad_buf_free(&name);
   if (st) return st;
   /* The compiler already printed the config's warnings; runtime keys are checked again. */

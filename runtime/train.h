@@ -16,6 +16,7 @@ typedef struct rt_run_options {
   int noverrides;               /* runtime config overrides, as on a command line: */
   char *const *overrides;       /* {"--trainer.max_steps", "5", "--ckpt_path=w.safetensors"} */
   int overrides_argpos;         /* argv position of overrides[0], for error columns (0: 1) */
+  const int *override_argpos;   /* [noverrides] argv position of each, when not contiguous */
   const char *plan_path;        /* for messages; may be NULL */
   FILE *out;                    /* progress and tables; stdout when NULL */
   /* aidomm's own run flags (not config keys) */

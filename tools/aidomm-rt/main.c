@@ -39,8 +39,13 @@ int main(int argc, char **argv) {
   rt_run_options_t o = {.nthreads = 0, .job = -1, .out = stdout, .progress = -1};
   /* config overrides are passed on in command-line form, values included */
   char **ov = calloc((size_t)argc, sizeof *ov);
+  int *ovpos = calloc((size_t)argc, sizeof *ovpos); /* argv position of each override word */
   int nov = 0, first_ov = 0;
-  if (!ov) return 1;
+  if (!ov || !ovpos) {
+    free(ov);
+    free(ovpos);
+    return 1;
+  }
   int rc = 0;
   for (int i = 2; i < argc && !rc; i++) {
     const char *a = argv[i];
@@ -80,10 +85,15 @@ int main(int argc, char **argv) {
       i++;
     } else if (a[1] == '-' && a[2]) {
       if (!nov) first_ov = i;
+      ovpos[nov] = i;
       ov[nov++] = argv[i];
       if (!strchr(a, '=')) {
-        if (!v) rc = usage_error("%s needs a value", a);
-        else ov[nov++] = argv[++i];
+        if (!v) {
+          rc = usage_error("%s needs a value", a);
+        } else {
+          ovpos[nov] = i + 1;
+          ov[nov++] = argv[++i];
+        }
       }
     } else {
       rc = usage_error("unknown option '%s'", a);
@@ -92,17 +102,20 @@ int main(int argc, char **argv) {
   if (!rc && !path) rc = usage_error("%s", "missing PLAN");
   if (rc) {
     free(ov);
+    free(ovpos);
     return rc;
   }
   o.noverrides = nov;
   o.overrides = ov;
   o.overrides_argpos = first_ov;
+  o.override_argpos = ovpos;
   o.plan_path = path;
   plan_t *p = NULL;
   ad_status_t st = plan_read(path, &p);
   if (!st) st = rt_run_plan(p, &o);
   plan_free(p);
   free(ov);
+  free(ovpos);
   if (st) {
     ad_status_print(st, "aidomm-rt", stderr);
     rc = ad_status_exit_code(st);
