@@ -20,7 +20,10 @@ struct rt_dataset {
   int64_t *start;         /* [nfiles + 1]: first split row of each file */
   int64_t *id_field;      /* [nfiles]: header field of transcript_id, or -1 */
   size_t k;
+  bool unlabeled;         /* no label columns in the files: labels read as 0 */
 };
+
+static const double k_zero_labels[FE_MAX_DATA_COLS];
 
 const char *rt_split_name(rt_split_kind_t s) {
   switch (s) {
@@ -183,6 +186,12 @@ ad_status_t rt_dataset_open(const fe_job_t *job, rt_split_kind_t split,
                          .cache_dir = opt ? opt->cache_dir : NULL,
                          .no_cache = opt && opt->no_cache};
   ad_status_t st = AD_OK;
+  /* predict on files without labels: decided by the first file, then required of all */
+  if (opt && opt->labels_optional && g.gl_pathc &&
+      header_field(g.gl_pathv[0], job->y_cols[0], to.max_line) < 0) {
+    ds->unlabeled = true;
+    to.n_y = 0;
+  }
   for (size_t f = 0; f < g.gl_pathc && !st; f++) {
     st = rt_tsv_open(g.gl_pathv[f], &to, &ds->files[f]);
     if (st) break;
@@ -231,7 +240,10 @@ void rt_dataset_locate(const rt_dataset_t *ds, int64_t i, const rt_tsv_index_t *
   *local = i - ds->start[f];
 }
 
+bool rt_dataset_unlabeled(const rt_dataset_t *ds) { return ds->unlabeled; }
+
 const double *rt_dataset_labels(const rt_dataset_t *ds, int64_t i) {
+  if (ds->unlabeled) return k_zero_labels;
   size_t f = file_of(ds, i);
   return rt_tsv_labels(ds->files[f]) + (size_t)(i - ds->start[f]) * ds->k;
 }

@@ -34,6 +34,9 @@ typedef struct rt_dataset_options {
   const char *cache_dir; /* sidecar placement (rt_tsv_options_t.cache_dir); NULL beside the data */
   bool no_cache;
   size_t max_line;       /* 0: the default cap */
+  /* predict: files without the label columns are accepted (the peer's predict stage does not
+   * require "labels"); their rows read as labels of 0 */
+  bool labels_optional;
 } rt_dataset_options_t;
 
 /* The folder the job's data path names (malloc'd), or an error naming the places searched. */
@@ -52,7 +55,9 @@ const rt_tsv_index_t *rt_dataset_file(const rt_dataset_t *ds, size_t f);
 /* Row i of the split: its file's index and the row within that file. */
 void rt_dataset_locate(const rt_dataset_t *ds, int64_t i, const rt_tsv_index_t **idx,
                        int64_t *local);
-/* The raw labels of row i: [K]. */
+/* Whether the split's files carry no label columns (labels_optional). */
+bool rt_dataset_unlabeled(const rt_dataset_t *ds);
+/* The raw labels of row i: [K] (zeros for an unlabeled split). */
 const double *rt_dataset_labels(const rt_dataset_t *ds, int64_t i);
 /* The x column named `name` after renaming (e.g. "dna_seq_sequences"), or -1. */
 int64_t rt_dataset_x_by_name(const rt_dataset_t *ds, const char *name);

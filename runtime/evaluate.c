@@ -38,8 +38,8 @@ static ad_status_t writer_open(pred_writer_t *w, const rt_ctx_t *c, const char *
   if (!w->f)
     return ad_status_make(AD_STATUS_IO, "cannot create '%s': %s", w->tmp, strerror(errno));
   fputs("transcript_id", w->f);
-  const rt_tsv_index_t *idx = rt_dataset_file(ds, 0);
-  for (size_t k = 0; k < rt_tsv_num_labels(idx); k++) fprintf(w->f, "\t%s", rt_tsv_label_name(idx, k));
+  (void)ds;
+  for (uint32_t k = 0; k < c->job.n_y; k++) fprintf(w->f, "\t%s", c->job.y_cols[k]);
   fputc('\n', w->f);
   return AD_OK;
 }
@@ -142,7 +142,9 @@ ad_status_t rt_evaluate_ex(rt_ctx_t *c, plan_job_kind_t kind, int64_t step, int6
   double limit = li == 1 ? c->job.limit_val_batches
                  : li == 2 ? c->job.limit_test_batches : c->job.limit_predict_batches;
 
+  c->dopt.labels_optional = kind == PLAN_JOB_PREDICT;
   ad_status_t st = rt_ctx_open_split(c, split, &ds);
+  c->dopt.labels_optional = false;
   if (!st) st = rt_exec_create(g, &mp, &ex);
   if (!st) st = rt_threadpool_create(c->o ? c->o->nthreads : 0, &pool);
   if (!st) {

@@ -294,9 +294,11 @@ ad_status_t rt_ctx_open_split(rt_ctx_t *c, rt_split_kind_t split, rt_dataset_t *
   if (c->job.data_normalize && c->z.k == 0) {
     /* the peer's statistics: train + validation */
     rt_dataset_t *tv[2] = {NULL, NULL};
+    rt_dataset_options_t lab = c->dopt;
+    lab.labels_optional = false; /* the statistics need labels */
     for (int s = 0; s < 2 && !st; s++)
       st = (rt_split_kind_t)s == split ? AD_OK
-                                       : rt_dataset_open(&c->job, (rt_split_kind_t)s, &c->dopt, &tv[s]);
+                                       : rt_dataset_open(&c->job, (rt_split_kind_t)s, &lab, &tv[s]);
     if (!st) {
       const rt_dataset_t *both[2] = {tv[0] ? tv[0] : ds, tv[1] ? tv[1] : ds};
       st = rt_zscore_compute(both, 2, &c->z);

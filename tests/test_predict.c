@@ -258,6 +258,52 @@ START_TEST(test_aidomm_checkpoint_in_peer) {
 }
 END_TEST
 
+static const char *data_variant(const char *name, const char *test_text);
+
+/* The peer's predict stage does not require labels: a test.tsv without the label columns
+ * predicts the same values. */
+static char *drop_label_columns(void) {
+  size_t len;
+  char *t = tu_read_file(tu_source_path("tests/golden/predict/data/test.tsv"), &len);
+  char *out = calloc(1, len + 1);
+  for (char *line = t; *line;) {
+    char *nl = strchr(line, '\n');
+    size_t n = nl ? (size_t)(nl - line) : strlen(line);
+    int field = 0;
+    for (size_t i = 0, start = 0; i <= n; i++) {
+      if (i == n || line[i] == '\t') {
+        /* fields 2..31 are labels_0..labels_29 (after transcript_id, gene_id) */
+        if (field < 2 || field > 31) {
+          if (out[0] && out[strlen(out) - 1] != '\n') strcat(out, "\t");
+          strncat(out, line + start, i - start);
+        }
+        field++;
+        start = i + 1;
+      }
+    }
+    strcat(out, "\n");
+    line += n + (nl ? 1 : 0);
+  }
+  free(t);
+  return out;
+}
+
+START_TEST(test_predict_without_labels) {
+  char *t = drop_label_columns();
+  ck_assert_ptr_null(strstr(t, "labels_0"));
+  const char *dir = data_variant("unlabeled", t);
+  free(t);
+  tu_ok(run_job(PLAN_JOB_PREDICT, "u1", dir, NULL, false, NULL, NULL));
+  preds_t *p = malloc(sizeof *p);
+  read_preds(tu_tmpdir_path("u1/predict_predictions.tsv"), p);
+  double e = compare_golden(p, "tests/golden/predict/peer_predict.safetensors", "test_pred");
+  ck_assert_msg(e <= 1e-5, "unlabeled predict rel error %g", e);
+  free(p);
+  /* test, which needs labels, says which column is missing */
+  tu_expect_msg(run_job(PLAN_JOB_TEST, "u2", dir, NULL, false, NULL, NULL), "labels_0", "test.tsv");
+}
+END_TEST
+
 START_TEST(test_validate_job) {
   tu_ok(run_job(PLAN_JOB_VALIDATE, "v1", NULL, NULL, false, NULL, NULL));
   char *csv = tu_read_file(tu_tmpdir_path("v1/metrics.csv"), NULL);
@@ -422,6 +468,7 @@ int main(void) {
   tcase_add_test(tc, test_zscore_matches_peer);
   tcase_add_test(tc, test_split_pattern_list);
   tcase_add_test(tc, test_aidomm_checkpoint_in_peer);
+  tcase_add_test(tc, test_predict_without_labels);
   tcase_add_test(tc, test_validate_job);
   tcase_add_test(tc, test_wrong_dna_length);
   tcase_add_test(tc, test_nan_label);
