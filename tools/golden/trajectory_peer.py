@@ -8,6 +8,8 @@ Run with the golden venv from the repository root, after predict_peer.py (it rea
     /root/.cache/aidomm/golden-venv/bin/python tools/golden/trajectory_peer.py
     ... trajectory_peer.py --measure   # only print the unclipped run's gradient norms (how the
                                        # config's gradient_clip_val was chosen); writes nothing
+    ... trajectory_peer.py --measure-accum  # the same for the accumulation config
+    ... trajectory_peer.py --accum-only     # rewrite only accum_steps.safetensors
 
 Start. The task is predict_peer.make_task's: the peer's MMSequenceRegression with the YAML's
 model.init_args, its backbones' setup() loading the Hugging Face folders of
@@ -84,6 +86,30 @@ module that called it.
                           buffers); the others are the start's
       metadata: mask_order (JSON list of the mask names in call order), p, versions, T, W, ...
 
+Accumulation run. tiny3_lora_accum.yaml: tiny3_lora.yaml with accumulate_grad_batches 2,
+batch_size 4, max_epochs 2, max_steps 4 (clip 4.0, warmup_ratio 0.35). The 11 train rows make 3
+micro-batches an epoch (4, 4, 3 rows), so each epoch has the windows [b0, b1] and the short window
+[b2]: 6 micro-batches, 4 optimizer steps. Lightning's accumulation (2.6.6, checked here and by a
+replay without Lightning, bit for bit): the closure loss is training_step's loss / k, also for the
+short window (ClosureResult.from_training_step_output(normalize=k)); zero_grad (to None) runs
+only before a window's first micro-batch (batch_idx % k == 0), backward adds into p.grad; the
+window closes when (batch_idx + 1) % k == 0 or on the epoch's last batch, and only then run
+on_before_optimizer_step, clip_grad_norm_ (of the summed gradients), AdamW.step and
+scheduler.step. So optimizer step j runs at base_lr * lambda(j - 1), and T is
+estimated_stepping_batches = min(ceil(3 / 2) * max_epochs, max_steps) = 4, W = int(0.35 * 4) = 1.
+The hooks' outputs["loss"] is the divided loss; training_step is wrapped to record its own.
+
+    tests/golden/trajectory/accum_steps.safetensors
+      loss f64[6]         each micro-batch's training_step loss (f32 MSE, not divided by k)
+      step_of_micro i64[6] the optimizer step (1-based) each micro-batch's gradients go to
+      lr, grad_norm f64[4]; clipped u8[4]   per optimizer step, as steps.safetensors
+      batch/<m>/<name>    micro-batch m = 1..6's inputs (global micro-batch number), aidomm names
+      final/<key>         every task state_dict entry after step 4
+      metadata: T, W, accumulate_grad_batches, batches_per_epoch, max_epochs, max_steps, steps,
+        micro_batches, windows (micro-batch numbers per step), micro_epoch_batch, micro_rows,
+        T_rule, accumulation (the semantics above), clipped_steps, no_grad_params,
+        frozen_params, n_final, eval_mode_modules, ...
+
 Every file is under 1 MB; running twice gives the same content (CPU, one thread, deterministic
 algorithms; compare by content, safetensors writes metadata keys in hash order).
 """
@@ -111,6 +137,7 @@ from fixture import versions  # noqa: E402
 ROOT = pp.ROOT
 CONFIG = "tests/configs/trajectory/tiny3_lora.yaml"
 DROPOUT_CONFIG = "tests/configs/trajectory/tiny3_lora_dropout.yaml"
+ACCUM_CONFIG = "tests/configs/trajectory/tiny3_lora_accum.yaml"
 OUT = os.path.join(ROOT, "tests", "golden", "trajectory")
 REST = os.path.join(pp.OUT, "rest.safetensors")
 MAX_FILE = 1 << 20
@@ -246,7 +273,8 @@ def make_recorder(task):
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
             modes = [n for n, m in pl_module.named_modules() if not m.training]
             assert modes == self.eval_modules, "a module changed train/eval mode"
-            self.cur = {"batch_idx": batch_idx, "raw": batch, "global_step": trainer.global_step}
+            self.cur = {"batch_idx": batch_idx, "raw": batch, "global_step": trainer.global_step,
+                        "epoch": trainer.current_epoch}
             self.steps.append(self.cur)
 
         def on_before_optimizer_step(self, trainer, pl_module, optimizer):
@@ -345,8 +373,9 @@ class DropoutRecorder:
             h.remove()
 
 
-def fit(cfg, task, cache, clip_override=False):
-    """The peer's Trainer.fit with the YAML's trainer keys; returns the recorder."""
+def fit(cfg, task, cache, clip_override=False, n_batches=None):
+    """The peer's Trainer.fit with the YAML's trainer keys; returns the recorder. n_batches: the
+    training batches the fit runs (max_steps without accumulation)."""
     import lightning.pytorch as pl
     tr = dict(cfg["trainer"])
     if clip_override is not False:
@@ -374,7 +403,8 @@ def fit(cfg, task, cache, clip_override=False):
     finally:
         shutil.rmtree(root, ignore_errors=True)
     assert trainer.global_step == tr["max_steps"], trainer.global_step
-    assert len(rec.steps) == tr["max_steps"], len(rec.steps)
+    want = tr["max_steps"] if n_batches is None else n_batches
+    assert len(rec.steps) == want, (len(rec.steps), want)
     return rec, trainer
 
 
@@ -602,6 +632,222 @@ def dropout_run(cache, start, main_step1):
         print(f"  mask/{name} {list(m.shape)} kept {float(m.float().mean()):.3f}")
 
 
+# ---- gradient accumulation ---------------------------------------------------------------------
+def accum_windows(cfg):
+    """Lightning's optimizer steps as windows of (epoch, batch_idx): a window closes when
+    (batch_idx + 1) % k == 0 or on the epoch's last batch (_should_accumulate); the fit ends after
+    max_steps windows or max_epochs epochs. Returns (windows, batches per epoch, k)."""
+    tr = cfg["trainer"]
+    k = tr["accumulate_grad_batches"]
+    nb = math.ceil(len(train_rows()) / cfg["data"]["init_args"]["batch_size"])
+    assert tr["max_epochs"] and tr["max_steps"] > 0
+    windows, cur = [], []
+    for e in range(tr["max_epochs"]):
+        for b in range(nb):
+            if len(windows) == tr["max_steps"]:
+                break
+            cur.append((e, b))
+            if (b + 1) % k == 0 or b + 1 == nb:
+                windows.append(cur)
+                cur = []
+    assert not cur
+    return windows, nb, k
+
+
+def record_step_losses(task):
+    """Wraps task.training_step to keep the loss it returns: Lightning divides it by k for the
+    closure, and the outputs its hooks see hold the divided loss."""
+    losses = []
+    step = task.training_step
+
+    def recording_training_step(*a, **kw):
+        out = step(*a, **kw)
+        loss = out["loss"] if isinstance(out, dict) else out
+        losses.append(loss.detach().clone())
+        return out
+    task.training_step = recording_training_step
+    return losses
+
+
+def check_accum(rec, step_losses, task, record, cfg, clip, windows, nb, k):
+    """Per-micro-batch and per-step invariants of the accumulation run; returns (rows per
+    micro-batch, no-grad trainable params, frozen params, T, W)."""
+    tr = cfg["trainer"]
+    rows = train_rows()
+    bs = cfg["data"]["init_args"]["batch_size"]
+    sched = cfg["model"]["init_args"]["lr_scheduler"]["init_args"]
+    base_lr = cfg["model"]["init_args"]["optimizer"]["init_args"]["lr"]
+    T = record["T"]
+    # Trainer.estimated_stepping_batches with max_epochs set
+    assert T == min(math.ceil(nb / k) * max(tr["max_epochs"], 1), tr["max_steps"]), T
+    W = int(sched["warmup_ratio"] * T)
+    trainable = {n for n, p in task.named_parameters() if p.requires_grad}
+    frozen = sorted(n for n, p in task.named_parameters() if not p.requires_grad)
+    micro_rows, no_grad, i = [], None, 0
+    for j, w in enumerate(windows):  # optimizer step j + 1
+        for pos, (e, b) in enumerate(w):
+            s = rec.steps[i]
+            last = pos == len(w) - 1
+            assert s["epoch"] == e and s["batch_idx"] == b, (i, s["epoch"], s["batch_idx"])
+            assert s["global_step"] == j and s["end_step"] == j + int(last), (i, j)
+            want = rows[b * bs:(b + 1) * bs]  # shuffle false: the train split in file order
+            assert s["raw"]["dna_seq_sequences"] == [r["dna_seq"] for r in want]
+            assert s["raw"]["rna_seq_sequences"] == [r["rna_seq"] for r in want]
+            assert s["raw"]["protein_seq_sequences"] == [r["protein_seq"] for r in want]
+            micro_rows.append([r["transcript_id"] for r in want])
+            # only a window's last micro-batch reaches the optimizer (hook, clipping, step)
+            assert ("lr" in s) == last and ("clip_total" in s) == last, (i, last)
+            # the closure loss is training_step's loss / k, for a short window too
+            assert step_losses[i].dtype == torch.float32 and step_losses[i].dim() == 0
+            assert torch.equal(s["loss"], step_losses[i] / k), (i, s["loss"], step_losses[i])
+            i += 1
+        s = rec.steps[i - 1]
+        # the scheduler steps after each optimizer step only: step j + 1 at base_lr * lambda(j)
+        assert s["lr"] == base_lr * record["lr_lambda"](j), (j, s["lr"])
+        mult = j / max(1, W) if j < W else max(
+            0.0, 0.5 * (1.0 + math.cos(math.pi * (j - W) / max(1, T - W))))
+        assert abs(s["lr"] - base_lr * mult) <= 1e-15 * base_lr, (j, s["lr"], mult)
+        ng = {n for n in trainable if not s["has_grad"][n]}
+        assert no_grad is None or ng == no_grad
+        no_grad = ng
+        assert s["clip_params"] == s["opt_params"]
+        assert abs(s["clip_total"] - s["norm64"]) <= NORM_TOL * s["norm64"], (
+            s["clip_total"], s["norm64"])
+        assert not any(s["has_grad"][n] for n in frozen)
+    assert i == len(rec.steps)
+    return micro_rows, sorted(no_grad), frozen, T, W
+
+
+def accum_replay_check(cfg, rec, windows, step_losses, T, final):
+    """The accumulation run again by hand, without Lightning: per window zero_grad (set to None),
+    for each micro-batch forward + MSE and backward of loss / k (k also for a short window), then
+    clip_grad_norm_, AdamW.step, LambdaLR.step. Must agree bit for bit."""
+    from modelgenerator.lr_schedulers import CosineWithWarmup
+    task, _ = make_task(cfg, pp.SEED + 17)
+    assert [n for n, m in task.named_modules() if not m.training] == rec.eval_modules
+    init = cfg["model"]["init_args"]
+    okw = dict(init["optimizer"]["init_args"])
+    okw["betas"] = tuple(okw["betas"])
+    opt = torch.optim.AdamW([p for p in task.parameters() if p.requires_grad], **okw)
+    sch = CosineWithWarmup(opt, **init["lr_scheduler"]["init_args"])
+    sch.initialize(type("T", (), {"estimated_stepping_batches": T})())
+    clip = cfg["trainer"]["gradient_clip_val"]
+    k = cfg["trainer"]["accumulate_grad_batches"]
+    i = 0
+    for w in windows:
+        opt.zero_grad(set_to_none=True)
+        for _ in w:
+            s = rec.steps[i]
+            preds = task.forward(s["collated"])
+            loss = task.loss(preds, s["collated"]["labels"])
+            assert torch.equal(loss.detach(), step_losses[i])
+            (loss / k).backward()
+            i += 1
+        s = rec.steps[i - 1]
+        assert opt.param_groups[0]["lr"] == s["lr"]
+        total = torch.nn.utils.clip_grad_norm_(
+            [p for p in opt.param_groups[0]["params"]], clip)
+        assert float(total) == s["clip_total"]
+        opt.step()
+        sch.step()
+    mine = state_entries(task)
+    bad = [n for n in final if not torch.equal(mine[n], final[n])]
+    assert not bad, f"the hand-written loop differs from Trainer.fit: {bad[:5]}"
+    print("accumulation replay without Lightning: bitwise equal")
+
+
+def accum_start(cfg, start):
+    task, record = make_task(cfg, pp.SEED + 15)
+    s0 = state_entries(task)
+    if start is None:  # --accum-only: the start does not depend on torch's seed either
+        other, _ = make_task(cfg, pp.SEED + 16)
+        start = state_entries(other)
+        del other
+    assert s0.keys() == start.keys() and all(torch.equal(s0[n], start[n]) for n in s0)
+    return task, record, s0
+
+
+def accum_run(cache, start=None):
+    cfg = load_config(ACCUM_CONFIG)
+    tr = cfg["trainer"]
+    clip = tr["gradient_clip_val"]
+    assert tr["precision"] == 32 and tr["accumulate_grad_batches"] == 2
+    windows, nb, k = accum_windows(cfg)
+    micro = [m for w in windows for m in w]
+    assert len(windows) == tr["max_steps"] and any(len(w) < k for w in windows)
+    task, record, start = accum_start(cfg, start)
+    step_losses = record_step_losses(task)
+    rec, _ = fit(cfg, task, cache, n_batches=len(micro))
+    assert len(step_losses) == len(micro)
+    micro_rows, no_grad, frozen, T, W = check_accum(rec, step_losses, task, record, cfg, clip,
+                                                     windows, nb, k)
+    assert W >= 1 and rec.steps[len(windows[0]) - 1]["lr"] == 0.0
+    steps = [s for s in rec.steps if "clip_total" in s]  # a window's last micro-batch
+    clipped = [s["clipped"] for s in steps]
+    assert any(clipped) and not all(clipped), clipped
+    step_of = [j + 1 for j, w in enumerate(windows) for _ in w]
+    tensors = {
+        "loss": torch.tensor([float(x) for x in step_losses], dtype=torch.float64),
+        "step_of_micro": torch.tensor(step_of, dtype=torch.int64),
+        "lr": torch.tensor([s["lr"] for s in steps], dtype=torch.float64),
+        "grad_norm": torch.tensor([s["clip_total"] for s in steps], dtype=torch.float64),
+        "clipped": torch.tensor(clipped, dtype=torch.uint8),
+    }
+    for i, s in enumerate(rec.steps):
+        tensors.update(batch_tensors(s["collated"], f"batch/{i + 1}"))
+    final = state_entries(task)
+    assert final.keys() == start.keys()
+    for n, v in final.items():
+        tensors[f"final/{n}"] = v
+    moved = sorted(n for n in final if not torch.equal(final[n], start[n]))
+    accum_replay_check(cfg, rec, windows, step_losses, T, final)
+    meta = common_meta(cfg, ACCUM_CONFIG, record, W, clip)
+    meta.update({
+        "accumulate_grad_batches": str(k),
+        "batches_per_epoch": str(nb),
+        "max_epochs": str(tr["max_epochs"]),
+        "max_steps": str(tr["max_steps"]),
+        "steps": str(len(windows)),
+        "micro_batches": str(len(micro)),
+        "windows": json.dumps([[i + 1 for i, j in enumerate(step_of) if j == s]
+                               for s in range(1, len(windows) + 1)]),
+        "micro_epoch_batch": json.dumps([list(m) for m in micro]),
+        "T_rule": "estimated_stepping_batches = min(ceil(batches_per_epoch / k) * max_epochs, "
+                  "max_steps)",
+        "accumulation": ("closure loss = training_step loss / k (a short window too); p.grad "
+                         "summed over the window's micro-batches (zero_grad to None at its "
+                         "first); the window closes at (batch_idx + 1) % k == 0 or the epoch's "
+                         "last batch; clipping, AdamW.step and scheduler.step once per window"),
+        "clipped_steps": json.dumps([j + 1 for j, c in enumerate(clipped) if c]),
+        "micro_rows": json.dumps(micro_rows),
+        "no_grad_params": json.dumps(no_grad),
+        "frozen_params": json.dumps(frozen),
+        "n_trainable": str(sum(1 for p in task.parameters() if p.requires_grad)),
+        "n_final": str(len(final)),
+        "n_changed": str(len(moved)),
+        "eval_mode_modules": json.dumps(rec.eval_modules),
+    })
+    write(os.path.join(OUT, "accum_steps.safetensors"), tensors, meta)
+    print(f"accumulation: k {k}, {nb} batches an epoch, T {T} W {W} clip {clip}")
+    for i, s in enumerate(rec.steps):
+        st = (f" -> step {step_of[i]} lr {s['lr']:.9g} grad_norm {s['clip_total']:.9g}"
+              f"{' clipped' if s['clipped'] else ''}") if "clip_total" in s else ""
+        print(f"micro {i + 1} epoch {s['epoch']} batch {s['batch_idx']} "
+              f"loss {float(step_losses[i]):.9g}{st}")
+    print(f"{len(final)} final entries, {len(moved)} changed")
+
+
+def measure_accum(cache):
+    cfg = load_config(ACCUM_CONFIG)
+    windows, _, _ = accum_windows(cfg)
+    task, record = make_task(cfg, pp.SEED + 15)
+    rec, _ = fit(cfg, task, cache, clip_override=None,
+                 n_batches=sum(len(w) for w in windows))
+    steps = [s for s in rec.steps if "norm64" in s]
+    print("T", record["T"], "lrs", [s["lr"] for s in steps])
+    print("unclipped grad norms", [f"{s['norm64']:.6g}" for s in steps])
+
+
 def measure(cache):
     cfg = load_config(CONFIG)
     task, record = make_task(cfg, pp.SEED + 11)
@@ -616,6 +862,10 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--measure", action="store_true",
                     help="print the unclipped run's gradient norms and write nothing")
+    ap.add_argument("--measure-accum", action="store_true",
+                    help="the same for the accumulation config")
+    ap.add_argument("--accum-only", action="store_true",
+                    help="rewrite only accum_steps.safetensors")
     args = ap.parse_args()
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(1)
@@ -625,11 +875,19 @@ def main():
         if args.measure:
             measure(cache)
             return
+        if args.measure_accum:
+            measure_accum(cache)
+            return
+        if args.accum_only:
+            os.makedirs(OUT, exist_ok=True)
+            accum_run(cache)
+            return
         if os.path.isdir(OUT):
             shutil.rmtree(OUT)
         os.makedirs(OUT)
         start, step1 = main_run(cache)
         dropout_run(cache, start, step1)
+        accum_run(cache, start)
     finally:
         shutil.rmtree(cache, ignore_errors=True)
 
