@@ -397,12 +397,15 @@ static ad_status_t fit_data(rt_ctx_t *c, rt_trainer_t *tr, int64_t max_steps, do
         /* the state already holds this step's update: nothing is saved over good work */
         char where[320];
         first_nonfinite_slot(c->state, where, sizeof where);
+        bool have_last = access((const char *)last.data, F_OK) == 0;
         st = ad_status_make(AD_STATUS_INTERNAL,
                             "the loss (output 'loss' of train_step) is %g at step %lld (epoch "
-                            "%lld, batch %lld)%s; stopping without saving. The last checkpoint "
-                            "is %s",
+                            "%lld, batch %lld)%s; stopping without saving. %s%s",
                             loss, (long long)pos.step + 1, (long long)e, (long long)pos.batch,
-                            where, (const char *)last.data);
+                            where,
+                            have_last ? "The last good checkpoint is "
+                                      : "No checkpoint was written yet",
+                            have_last ? (const char *)last.data : "");
         break;
       }
       if (stepped) pos.step++;
