@@ -195,6 +195,12 @@ bool ir_dim_is_const(ir_dim_t a, int64_t *value) {
   return true;
 }
 
+int ir_dim_symbol(ir_dim_t a) {
+  if (a.nterms == 1 && a.cst == 0 && a.div == 1 && a.terms[0].coef == 1 && a.terms[0].sym_b < 0)
+    return a.terms[0].sym_a;
+  return -1;
+}
+
 int64_t ir_dim_eval(ir_dim_t a, const int64_t *symvals) {
   int64_t v = a.cst;
   for (int i = 0; i < a.nterms; i++) {

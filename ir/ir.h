@@ -68,6 +68,9 @@ bool ir_dim_mul(ir_dim_t a, ir_dim_t b, ir_dim_t *out);
 bool ir_dim_div(ir_dim_t a, int64_t d, ir_dim_t *out);
 bool ir_dim_equal(ir_dim_t a, ir_dim_t b);
 bool ir_dim_is_const(ir_dim_t a, int64_t *value);
+/* The symbol index when the dim is exactly one symbol (1 * sym), else -1: the dims whose actual
+ * size a tensor of that type sets (e.g. B, L_omic of an input). */
+int ir_dim_symbol(ir_dim_t a);
 /* Evaluates with the given symbol values (actual sizes or bounds). */
 int64_t ir_dim_eval(ir_dim_t a, const int64_t *symvals);
 

@@ -54,12 +54,6 @@ struct rt_loader {
 
 static ad_status_t oom(void) { return ad_status_make(AD_STATUS_RESOURCE, "out of memory"); }
 
-static int dim_symbol(ir_dim_t d) {
-  if (d.nterms == 1 && d.cst == 0 && d.div == 1 && d.terms[0].coef == 1 && d.terms[0].sym_b < 0)
-    return d.terms[0].sym_a;
-  return -1;
-}
-
 static bool ends_with(const char *s, const char *suf, size_t *stem) {
   size_t n = strlen(s), m = strlen(suf);
   if (n <= m || strcmp(s + n - m, suf) != 0) return false;
@@ -121,7 +115,7 @@ static ad_status_t plan_feeds(rt_loader_t *l) {
                ends_with(n->name, "_attention_mask", &stem)) {
       f.kind = strstr(n->name + stem, "_input_ids") ? FEED_IDS : FEED_MASK;
       f.bb = find_backbone(l->o.job, n->name, stem);
-      f.len_sym = t->rank == 2 ? dim_symbol(t->dims[1]) : -1;
+      f.len_sym = t->rank == 2 ? ir_dim_symbol(t->dims[1]) : -1;
       if (f.len_sym < 0)
         return ad_status_make(AD_STATUS_INVALID_ARGUMENT,
                               "input '%s' has no symbolic length (expected [B, L])", n->name);
@@ -143,7 +137,7 @@ static ad_status_t plan_feeds(rt_loader_t *l) {
                               "input '%s' does not match its backbone's tokenizer", n->name);
       if (!dna) l->bbs[f.bb].max_length = f.len;
     }
-    int bs = t->rank >= 1 ? dim_symbol(t->dims[0]) : -1;
+    int bs = t->rank >= 1 ? ir_dim_symbol(t->dims[0]) : -1;
     if (bs < 0)
       return ad_status_make(AD_STATUS_INVALID_ARGUMENT, "input '%s' has no batch dimension",
                             n->name);

@@ -44,12 +44,8 @@ static ad_status_t recorded_batch(const ir_graph_t *g, const rt_st_file_t *f, in
     if (!t || t->rank != ty->rank || b->nfeeds == MAX_FEEDS)
       return ad_status_make(AD_STATUS_INVALID_ARGUMENT, "%s: no '%s' of rank %d", k_steps, key,
                             ty->rank);
-    for (int d = 0; d < ty->rank; d++) {
-      const ir_dim_t *dim = &ty->dims[d];
-      if (dim->nterms == 1 && dim->cst == 0 && dim->div == 1 && dim->terms[0].coef == 1 &&
-          dim->terms[0].sym_b < 0)
-        b->symvals[dim->terms[0].sym_a] = t->shape[d];
-    }
+    for (int d = 0; d < ty->rank; d++)
+      if (ir_dim_symbol(ty->dims[d]) >= 0) b->symvals[ir_dim_symbol(ty->dims[d])] = t->shape[d];
     b->feeds[b->nfeeds++] = (rt_feed_t){n->name, t->data, t->nbytes};
   }
   return AD_OK;
