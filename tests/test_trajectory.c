@@ -27,6 +27,7 @@
 #include "runtime/train.h"
 #include "runtime/weights.h"
 #include "support/golden.h"
+#include "support/peer_run.h"
 #include "support/test_util.h"
 
 #define TOL 1e-4
@@ -41,156 +42,8 @@ static rt_st_file_t *open_golden(const char *rel) {
   return f;
 }
 
-static const rt_st_tensor_t *need(const rt_st_file_t *f, const char *name) {
-  const rt_st_tensor_t *t = rt_st_find(f, name);
-  ck_assert_msg(t != NULL, "%s lacks '%s'", rt_st_path(f), name);
-  return t;
-}
-
-static double f64_at(const rt_st_file_t *f, const char *name, int64_t i) {
-  const rt_st_tensor_t *t = need(f, name);
-  ck_assert_int_eq(t->dtype, RT_ST_F64);
-  ck_assert_int_lt(i, rt_st_numel(t));
-  return ((const double *)t->data)[i];
-}
-
-static int64_t meta_int(const rt_st_file_t *f, const char *key) {
-  const char *v = rt_st_metadata(f, key);
-  ck_assert_msg(v != NULL, "%s: no metadata '%s'", rt_st_path(f), key);
-  return strtoll(v, NULL, 10);
-}
-
 static double rel(double got, double want) {
   return fabs(got - want) / (fabs(want) > 0 ? fabs(want) : 1.0);
-}
-
-/* ---- the start --------------------------------------------------------------------------- */
-/* The job of a config (its backbones, optimizer, scheduler and trainer keys). */
-static fe_config_t *load_job(const char *rel_config, fe_job_t *job) {
-  fe_config_t *c = NULL;
-  tu_ok(fe_config_load(tu_source_path(rel_config), 0, NULL, &c));
-  c->warn_stream = NULL;
-  tu_ok(fe_config_job(c, job));
-  return c;
-}
-
-/* The peer's start: every backbone from its Hugging Face folder, then rest.safetensors
- * non-strictly (LoRA, fusion, head), over the seed's init (all replaced, checked by the
- * fixtures' final entries). */
-static void load_start(rt_state_t *s, const fe_job_t *job) {
-  char models[4096];
-  snprintf(models, sizeof models, "%s", tu_source_path("tests/golden/predict/models"));
-  setenv("AIDOMM_MODELS", models, 1);
-  tu_ok(rt_state_init(s, (uint64_t)job->seed));
-  for (uint32_t i = 0; i < job->nbackbones; i++) {
-    const fe_job_backbone_t *b = &job->backbones[i];
-    ck_assert_msg(b->pretrained, "%s is not pretrained", b->prefix);
-    char *folder = NULL;
-    tu_ok(rt_weights_find_hf_folder(b->hub_id, &folder));
-    rt_weights_report_t rep;
-    memset(&rep, 0, sizeof rep);
-    tu_ok(rt_weights_load_hf_folder(s, b->prefix, folder, NULL, &rep));
-    ck_assert_uint_gt(rep.nloaded, 0);
-    rt_weights_report_free(&rep);
-    free(folder);
-  }
-  rt_weights_report_t rep;
-  memset(&rep, 0, sizeof rep);
-  tu_ok(rt_weights_load_checkpoint(s, tu_source_path("tests/golden/predict/rest.safetensors"),
-                                   false, &rep));
-  ck_assert_uint_eq(rep.nunexpected, 0);
-  rt_weights_report_free(&rep);
-}
-
-/* A state slot as a tensor view. */
-static ir_tensor_t slot_tensor(const rt_state_t *s, int64_t i) {
-  const ir_state_slot_t *sl = &s->module->slots[i];
-  int64_t zeros[IR_MAX_SYMBOLS] = {0};
-  ir_shape_t sh = ir_type_shape(&sl->type, zeros);
-  ir_tensor_t t = {.data = s->data[i], .dtype = sl->type.dtype, .rank = sh.rank};
-  memcpy(t.dims, sh.dims, sizeof t.dims);
-  return t;
-}
-
-static bool model_slot(const ir_state_slot_t *sl) {
-  return (sl->flags & (IR_SLOT_PARAM | IR_SLOT_BUFFER)) && !(sl->flags & IR_SLOT_OPTIM);
-}
-
-/* ---- batches ----------------------------------------------------------------------------- */
-/* The single symbol a dim is, or -1. */
-static int dim_symbol(ir_dim_t d) {
-  if (d.nterms == 1 && d.cst == 0 && d.div == 1 && d.terms[0].coef == 1 && d.terms[0].sym_b < 0)
-    return d.terms[0].sym_a;
-  return -1;
-}
-
-/* Feeds for every INPUT of g from the fixture's batch/<k>/<input name> tensors; the symbol values
- * (B and the per-modality lengths) from their shapes, as runtime/loader.c sets them. The feeds
- * borrow the file's data; free b->feeds only. */
-static void golden_batch(const ir_graph_t *g, const rt_st_file_t *f, int k, rt_batch_t *b) {
-  memset(b, 0, sizeof *b);
-  ir_module_bounds(g->module, b->symvals);
-  b->feeds = calloc(g->nnodes, sizeof *b->feeds);
-  const rt_st_tensor_t *ts[64];
-  const ir_node_t *ns[64];
-  for (uint32_t i = 0; i < g->nnodes; i++) {
-    const ir_node_t *n = &g->nodes[i];
-    if (n->op != IR_OP_INPUT) continue;
-    char key[256];
-    snprintf(key, sizeof key, "batch/%d/%s", k, n->name);
-    const rt_st_tensor_t *t = need(f, key);
-    const ir_type_t *ty = ir_value_type(g, n->output0);
-    ir_dtype_t dt;
-    ck_assert_msg(rt_st_dtype_to_ir(t->dtype, &dt) && dt == ty->dtype, "%s: dtype", key);
-    ck_assert_int_eq(t->rank, ty->rank);
-    for (int d = 0; d < ty->rank; d++) {
-      int s = dim_symbol(ty->dims[d]);
-      if (s >= 0) b->symvals[s] = t->shape[d];
-    }
-    ck_assert_uint_lt(b->nfeeds, 64);
-    ts[b->nfeeds] = t;
-    ns[b->nfeeds] = n;
-    b->feeds[b->nfeeds++] = (rt_feed_t){n->name, t->data, t->nbytes};
-  }
-  for (uint32_t i = 0; i < b->nfeeds; i++) {
-    ir_shape_t sh = ir_type_shape(ir_value_type(g, ns[i]->output0), b->symvals);
-    for (int d = 0; d < sh.rank; d++)
-      ck_assert_msg(sh.dims[d] == ts[i]->shape[d], "batch %d: %s dim %d is %lld, the program %lld",
-                    k, ns[i]->name, d, (long long)ts[i]->shape[d], (long long)sh.dims[d]);
-  }
-}
-
-/* ---- comparing entries ------------------------------------------------------------------- */
-typedef struct worst {
-  double err;
-  char key[256];
-  uint32_t n, bad;
-} worst_t;
-
-/* Every `prefix`<key> tensor of f against the state slot <key>. */
-static void compare_entries(const rt_state_t *s, const rt_st_file_t *f, const char *prefix,
-                            const char *what, worst_t *w) {
-  memset(w, 0, sizeof *w);
-  size_t pl = strlen(prefix);
-  for (size_t i = 0; i < rt_st_count(f); i++) {
-    const rt_st_tensor_t *t = rt_st_at(f, i);
-    if (strncmp(t->name, prefix, pl) != 0) continue;
-    const char *key = t->name + pl;
-    int64_t si = rt_state_find(s, key);
-    ck_assert_msg(si >= 0, "%s: no aidomm slot '%s'", what, key);
-    ir_tensor_t got = slot_tensor(s, si), want;
-    ck_assert(rt_st_as_ir_tensor(t, &want));
-    double e = golden_rel_error(&got, &want);
-    w->n++;
-    if (!(e <= TOL)) {
-      w->bad++;
-      printf("  %s %s: rel error %.3g\n", what, key, e);
-    }
-    if (!(e <= w->err)) {
-      w->err = e;
-      snprintf(w->key, sizeof w->key, "%s", key);
-    }
-  }
 }
 
 /* ---- 1. ten steps -------------------------------------------------------------------------- */
@@ -214,36 +67,23 @@ START_TEST(test_ten_steps) {
   plan_t *p = NULL;
   compile_plan(&p);
   fe_job_t job;
-  fe_config_t *cfg = load_job("tests/configs/trajectory/tiny3_lora.yaml", &job);
+  fe_config_t *cfg = pr_load_job("tests/configs/trajectory/tiny3_lora.yaml", &job);
   ck_assert(job.has_scheduler);
   ck_assert_int_eq(job.max_epochs, -1);
   /* Lightning's estimated_stepping_batches with max_steps and no max_epochs (runtime/fit.c) */
   int64_t T = job.max_steps;
   int64_t W = rt_warmup_steps(job.warmup_ratio, job.num_warmup_steps, T);
-  ck_assert_int_eq(T, meta_int(gold, "T"));
-  ck_assert_int_eq(W, meta_int(gold, "W"));
+  ck_assert_int_eq(T, pr_meta_int(gold, "T"));
+  ck_assert_int_eq(W, pr_meta_int(gold, "W"));
   ck_assert_int_ge(W, 2);
-  ck_assert_int_eq(meta_int(gold, "steps"), STEPS);
+  ck_assert_int_eq(pr_meta_int(gold, "steps"), STEPS);
 
   rt_state_t *s = NULL;
   tu_ok(rt_state_create(p->module, &s));
-  load_start(s, &job);
+  pr_load_start(s, &job);
 
   /* every peer state_dict entry is an aidomm model slot and the other way round */
-  uint32_t nmodel = 0, nfinal = 0;
-  for (uint32_t i = 0; i < p->module->nslots; i++) {
-    const ir_state_slot_t *sl = &p->module->slots[i];
-    if (!model_slot(sl)) continue;
-    nmodel++;
-    char key[512];
-    snprintf(key, sizeof key, "final/%s", sl->name);
-    ck_assert_msg(rt_st_find(gold, key) != NULL, "aidomm slot '%s' is not a peer entry",
-                  sl->name);
-  }
-  for (size_t i = 0; i < rt_st_count(gold); i++)
-    nfinal += strncmp(rt_st_at(gold, i)->name, "final/", 6) == 0;
-  ck_assert_uint_eq(nmodel, nfinal);
-  ck_assert_int_eq(nfinal, meta_int(gold, "n_final"));
+  pr_check_entry_set(p->module, gold, "final/");
 
   rt_trainer_t *tr = NULL;
   tu_ok(rt_trainer_create(p, s, 2, &tr));
@@ -254,13 +94,13 @@ START_TEST(test_ten_steps) {
          job.gradient_clip_val);
   for (int k = 1; k <= STEPS; k++) {
     rt_batch_t b;
-    golden_batch(g, gold, k, &b);
+    pr_golden_batch(g, gold, k, &b);
     double lr = rt_cosine_warmup_lr(job.lr, k, T, W), loss = 0;
     tu_ok(rt_trainer_step(tr, &b, k, lr, job.seed, &loss));
     free(b.feeds);
     double gn = rt_trainer_grad_norm(tr);
-    double pl = f64_at(gold, "loss", k - 1), plr = f64_at(gold, "lr", k - 1),
-           pn = f64_at(gold, "grad_norm", k - 1);
+    double pl = pr_f64_at(gold, "loss", k - 1), plr = pr_f64_at(gold, "lr", k - 1),
+           pn = pr_f64_at(gold, "grad_norm", k - 1);
     double el = rel(loss, pl), elr = rel(lr, plr), en = rel(gn, pn);
     if (k == 1) ck_assert(lr == 0.0 && plr == 0.0);
     printf("  step %2d  loss %.9g (peer %.9g, rel %.2g)  lr %.9g (rel %.2g)  grad_norm %.9g "
@@ -270,8 +110,8 @@ START_TEST(test_ten_steps) {
     wlr = fmax(wlr, elr);
     wn = fmax(wn, en);
   }
-  worst_t w;
-  compare_entries(s, gold, "final/", "after step 10", &w);
+  pr_worst_t w;
+  pr_compare_entries(s, gold, "final/", "after step 10", TOL, &w);
   printf("worst rel errors: loss %.3g, lr %.3g, grad_norm %.3g; final entries %.3g (%s, %u "
          "entries)\n",
          wl, wlr, wn, w.err, w.key, w.n);
@@ -288,8 +128,8 @@ START_TEST(test_ten_steps) {
     if (!(sl->flags & IR_SLOT_BUFFER)) continue;
     char key[512];
     snprintf(key, sizeof key, "final/%s", sl->name);
-    ir_tensor_t got = slot_tensor(s, i), want;
-    ck_assert(rt_st_as_ir_tensor(need(gold, key), &want));
+    ir_tensor_t got = pr_slot_tensor(s, i), want;
+    ck_assert(rt_st_as_ir_tensor(pr_need(gold, key), &want));
     ck_assert_msg(golden_rel_error(&got, &want) == 0, "%s moved", sl->name);
     nbuf++;
   }
@@ -364,21 +204,21 @@ START_TEST(test_dropout_step) {
     ck_assert_msg(found, "no peer mask for aidomm dropout '%s'", keys[j]);
   }
   /* the peer's scale of kept entries is the kernel's (T)1 / (T)(1 - p) */
-  const rt_st_tensor_t *sc = need(gold, "scale");
+  const rt_st_tensor_t *sc = pr_need(gold, "scale");
   double p = strtod(rt_st_metadata(gold, "p"), NULL);
   ck_assert(((const float *)sc->data)[0] == 1.0f / (float)(1.0 - p));
 
   int64_t T = job.max_steps, W = rt_warmup_steps(job.warmup_ratio, job.num_warmup_steps, T);
-  ck_assert_int_eq(T, meta_int(gold, "T"));
-  ck_assert_int_eq(W, meta_int(gold, "W"));
+  ck_assert_int_eq(T, pr_meta_int(gold, "T"));
+  ck_assert_int_eq(W, pr_meta_int(gold, "W"));
   double lr = rt_cosine_warmup_lr(job.lr, 1, T, W);
-  ck_assert_msg(rel(lr, f64_at(gold, "lr", 0)) <= 1e-15, "lr %.17g", lr);
+  ck_assert_msg(rel(lr, pr_f64_at(gold, "lr", 0)) <= 1e-15, "lr %.17g", lr);
 
   rt_state_t *s = NULL, *s0 = NULL;
   tu_ok(rt_state_create(m, &s));
   tu_ok(rt_state_create(m, &s0));
-  load_start(s, &job);
-  load_start(s0, &job);
+  pr_load_start(s, &job);
+  pr_load_start(s0, &job);
 
   pass_memplan_t mp;
   tu_ok(pass_memplan(g, 1, &mp));
@@ -386,7 +226,7 @@ START_TEST(test_dropout_step) {
   tu_ok(rt_exec_create(g, &mp, &ex));
   rt_exec_set_dropout_masks(ex, masks, nmasks);
   rt_batch_t b;
-  golden_batch(g, gold, 1, &b);
+  pr_golden_batch(g, gold, 1, &b);
   int64_t step = 1, seed = job.seed;
   double clip = job.gradient_clip_val;
   rt_feed_t feeds[72];
@@ -404,9 +244,9 @@ START_TEST(test_dropout_step) {
   const ir_tensor_t *lt = rt_exec_output(ex, "loss"), *nt = rt_exec_output(ex, "grad_norm");
   ck_assert(lt && nt && lt->dtype == IR_DTYPE_F32 && nt->dtype == IR_DTYPE_F32);
   double loss = *(const float *)lt->data, gn = *(const float *)nt->data;
-  double el = rel(loss, f64_at(gold, "loss", 0)), en = rel(gn, f64_at(gold, "grad_norm", 0));
+  double el = rel(loss, pr_f64_at(gold, "loss", 0)), en = rel(gn, pr_f64_at(gold, "grad_norm", 0));
   printf("dropout step: loss %.9g (peer %.9g, rel %.2g)  grad_norm %.9g (peer %.9g, rel %.2g)\n",
-         loss, f64_at(gold, "loss", 0), el, gn, f64_at(gold, "grad_norm", 0), en);
+         loss, pr_f64_at(gold, "loss", 0), el, gn, pr_f64_at(gold, "grad_norm", 0), en);
 
   /* every gradient the peer has, and no trained parameter the peer has none for */
   double wg = 0;
@@ -438,17 +278,17 @@ START_TEST(test_dropout_step) {
   ck_assert_uint_eq(nout, ngrad);
 
   /* the entries the step changed, and every other model entry left at the start */
-  worst_t w;
-  compare_entries(s, gold, "final/", "after the step", &w);
+  pr_worst_t w;
+  pr_compare_entries(s, gold, "final/", "after the step", TOL, &w);
   double wu = 0;
   char wuk[256] = "";
   uint32_t nun = 0;
   for (uint32_t i = 0; i < m->nslots; i++) {
-    if (!model_slot(&m->slots[i])) continue;
+    if (!pr_model_slot(&m->slots[i])) continue;
     char key[512];
     snprintf(key, sizeof key, "final/%s", m->slots[i].name);
     if (rt_st_find(gold, key)) continue;
-    ir_tensor_t a = slot_tensor(s, i), z = slot_tensor(s0, i);
+    ir_tensor_t a = pr_slot_tensor(s, i), z = pr_slot_tensor(s0, i);
     double e = golden_rel_error(&a, &z);
     nun++;
     if (!(e <= wu)) {
@@ -493,11 +333,11 @@ START_TEST(test_mask_injection_errors) {
   rt_exec_t *ex = NULL;
   tu_ok(rt_exec_create(g, &mp, &ex));
   rt_batch_t b;
-  golden_batch(g, gold, 1, &b);
+  pr_golden_batch(g, gold, 1, &b);
   int64_t step = 1;
   b.feeds[b.nfeeds++] = (rt_feed_t){"step", &step, sizeof step}; /* AdamW's count */
   /* a table that lacks a site names it */
-  const rt_st_tensor_t *t = need(gold, "mask/adapter.adapter.0");
+  const rt_st_tensor_t *t = pr_need(gold, "mask/adapter.adapter.0");
   rt_dropout_mask_t one = {"adapter.adapter.0", (const uint8_t *)t->data, rt_st_numel(t)};
   rt_exec_set_dropout_masks(ex, &one, 1);
   tu_expect_msg(rt_exec_run(ex, s, b.symvals, b.feeds, b.nfeeds, NULL),
