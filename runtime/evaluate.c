@@ -108,11 +108,6 @@ static void print_table(FILE *out, const char *stage, int64_t n, double loss, co
   }
 }
 
-static int64_t limit_batches(double limit, bool is_count, int64_t nb) {
-  if (is_count) return (int64_t)limit < nb ? (int64_t)limit : nb;
-  return (int64_t)floor(limit * (double)nb) < nb ? (int64_t)floor(limit * (double)nb) : nb;
-}
-
 ad_status_t rt_evaluate(rt_ctx_t *c) { return rt_evaluate_ex(c, c->kind, 0, 0, NULL, NULL); }
 
 ad_status_t rt_evaluate_ex(rt_ctx_t *c, plan_job_kind_t kind, int64_t step, int64_t epoch,
@@ -150,7 +145,7 @@ ad_status_t rt_evaluate_ex(rt_ctx_t *c, plan_job_kind_t kind, int64_t step, int6
   if (!st) {
     int64_t bs = c->job.batch_size;
     int64_t nb = (rt_dataset_rows(ds) + bs - 1) / bs;
-    int64_t lim = limit_batches(limit, c->job.limit_is_count[li], nb);
+    int64_t lim = rt_limit_batches(limit, c->job.limit_is_count[li], nb);
     int64_t rows = lim * bs < rt_dataset_rows(ds) ? lim * bs : rt_dataset_rows(ds);
     rt_loader_options_t lo = {.g = g, .job = &c->job, .ds = ds, .zscore = c->z.k ? &c->z : NULL,
                               .nrows = rows, .batch_size = bs};

@@ -69,6 +69,11 @@ void rt_progress_end(rt_progress_t *p) {
   }
 }
 
+int64_t rt_limit_batches(double limit, bool is_count, int64_t nb) {
+  int64_t n = is_count ? (int64_t)limit : (int64_t)floor(limit * (double)nb);
+  return n < nb ? n : nb;
+}
+
 /* ---- output folder and metrics CSV ----------------------------------------------------------- */
 ad_status_t rt_mkdirs(const char *path) {
   char *tmp = strdup(path);

@@ -42,6 +42,10 @@ void rt_progress_step(rt_progress_t *p, int64_t done, const char *extra);
 void rt_progress_end(rt_progress_t *p);
 double rt_now_s(void);
 
+/* Lightning's limit_*_batches over an epoch of nb batches: a count, or a fraction (floored);
+ * never more than nb. */
+int64_t rt_limit_batches(double limit, bool is_count, int64_t nb);
+
 /* mkdir -p */
 ad_status_t rt_mkdirs(const char *path);
 
