@@ -280,6 +280,16 @@ static ad_status_t ckpt_cb_apply(rt_ctx_t *c, ckpt_cb_t *cb, const fit_pos_t *po
   return st;
 }
 
+/* aidomm's own resume point (<output dir>/last.safetensors), with the callback's bookkeeping. */
+static ad_status_t save_resume_point(rt_ctx_t *c, const ckpt_cb_t *cb, const char *path,
+                                     const fit_pos_t *pos) {
+  char *js = NULL;
+  ad_status_t st = cb->p ? rt_ckpt_policy_state_json(cb->p, &js) : AD_OK;
+  if (!st) st = save_training(c, path, pos, js);
+  free(js);
+  return st;
+}
+
 /* Lightning's _should_check_val_fx for an integer or fractional val_check_interval. */
 static bool val_due(const fe_job_t *j, int64_t nb, int64_t epoch, int64_t batch_idx,
                     int64_t total_batch_idx) {
@@ -302,11 +312,7 @@ static ad_status_t fit_data(rt_ctx_t *c, rt_trainer_t *tr, int64_t max_steps, do
   ad_status_t st = order ? AD_OK : ad_status_make(AD_STATUS_RESOURCE, "out of memory");
   const ir_graph_t *g = ir_module_find_program(c->plan->module, "train_step");
   int64_t nb = n / j->batch_size + (n % j->batch_size != 0);
-  /* limit_train_batches: a count, or a fraction of the epoch's batches (floor) */
-  if (j->limit_is_count[0])
-    nb = (int64_t)j->limit_train_batches < nb ? (int64_t)j->limit_train_batches : nb;
-  else if (j->limit_train_batches < 1.0)
-    nb = (int64_t)floor(j->limit_train_batches * (double)nb);
+  nb = rt_limit_batches(j->limit_train_batches, j->limit_is_count[0], nb);
   int64_t rows_per_epoch = nb * j->batch_size < n ? nb * j->batch_size : n;
   /* Lightning's loop limits and estimated_stepping_batches (the scheduler's T): max_epochs
    * unset means 1000 epochs without max_steps, no epoch limit with it. */
@@ -446,10 +452,7 @@ static ad_status_t fit_data(rt_ctx_t *c, rt_trainer_t *tr, int64_t max_steps, do
       if (!st && stepped &&
           (saved || (j->has_checkpoint && j->ckpt_every_n_train_steps > 0 &&
                      pos.step % j->ckpt_every_n_train_steps == 0))) {
-        char *js = NULL;
-        if (cb.p) st = rt_ckpt_policy_state_json(cb.p, &js);
-        if (!st) st = save_training(c, (const char *)last.data, &pos, js);
-        free(js);
+        st = save_resume_point(c, &cb, (const char *)last.data, &pos);
       }
       if (!st && stepped && g_signal) {
         stop = true;
@@ -476,10 +479,7 @@ static ad_status_t fit_data(rt_ctx_t *c, rt_trainer_t *tr, int64_t max_steps, do
     if (!st) st = ckpt_cb_apply(c, &cb, &pos, NULL);
   }
   if (!st) {
-    char *js = NULL;
-    if (cb.p) st = rt_ckpt_policy_state_json(cb.p, &js);
-    if (!st) st = save_training(c, (const char *)last.data, &pos, js);
-    free(js);
+    st = save_resume_point(c, &cb, (const char *)last.data, &pos);
     if (!st)
       fprintf(c->out, "fit: %lld steps (%.2f s this run); checkpoint %s\n", (long long)pos.step,
               rt_now_s() - t0, (const char *)last.data);
