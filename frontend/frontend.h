@@ -119,8 +119,9 @@ typedef struct fe_job {
   const char *logger_dir, *logger_name;
   const char *ckpt_path;           /* top-level ckpt_path; NULL when null */
   /* data (modelgenerator.data.IsoformExpression); strings are "" when not given */
-  const char *data_path, *train_split_files, *valid_split_files, *test_split_files;
-  /* every pattern of train/valid/test_split_files (a string or a list), in order */
+  const char *data_path;
+  /* every pattern of train/valid/test_split_files (a string or a list), in order; none: the
+   * defaults train_*.tsv, validation.tsv, test.tsv */
   const char *split_patterns[3][FE_MAX_SPLIT_PATTERNS];
   uint32_t nsplit_patterns[3];
   bool data_normalize, data_shuffle;

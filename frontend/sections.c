@@ -710,14 +710,6 @@ static ad_status_t check_dna_window(const fe_sections_t *s, const fe_arg_value_t
 }
 
 /* ---- all sections ---------------------------------------------------------------------------- */
-static const char *first_string(const fe_node_t *n) {
-  if (!n || fe_scalar_is_null(n)) return "";
-  if (n->kind == FE_NODE_SCALAR) return n->scalar;
-  if (n->kind == FE_NODE_SEQ && n->n && n->items[0]->kind == FE_NODE_SCALAR)
-    return n->items[0]->scalar;
-  return "";
-}
-
 static void job_defaults(fe_job_t *job) {
   memset(job, 0, sizeof *job);
   job->max_steps = -1; /* Lightning's default: no step limit */
@@ -738,7 +730,7 @@ static void job_defaults(fe_job_t *job) {
   job->ckpt_save_on_train_epoch_end_tri = -1;
   job->logger_dir = ""; /* Lightning's default logger under default_root_dir */
   job->logger_name = "lightning_logs";
-  job->data_path = job->train_split_files = job->valid_split_files = job->test_split_files = "";
+  job->data_path = "";
   job->strict_loading = true;
 }
 
@@ -870,9 +862,6 @@ ad_status_t fe_check_sections(fe_checker_t *k, fe_sections_t *s, fe_job_t *job) 
   } else if (s->data.cls == &fe_class_isoform_expression) {
     job->batch_size = d[ISO_BATCH].i;
     job->data_path = d[ISO_PATH].s;
-    job->train_split_files = first_string(d[ISO_TRAIN_FILES].list);
-    job->valid_split_files = first_string(d[ISO_VALID_FILES].list);
-    job->test_split_files = first_string(d[ISO_TEST_FILES].list);
     const fe_node_t *pl[3] = {d[ISO_TRAIN_FILES].list, d[ISO_VALID_FILES].list,
                               d[ISO_TEST_FILES].list};
     for (int k = 0; k < 3; k++) {
@@ -883,9 +872,10 @@ ad_status_t fe_check_sections(fe_checker_t *k, fe_sections_t *s, fe_job_t *job) 
       if (cnt > FE_MAX_SPLIT_PATTERNS)
         return fe_error_at(n, "data.init_args: at most %d file patterns per split",
                            FE_MAX_SPLIT_PATTERNS);
-      for (uint32_t i = 0; i < cnt; i++)
-        job->split_patterns[k][job->nsplit_patterns[k]++] =
-            n->kind == FE_NODE_SEQ ? n->items[i]->scalar : n->scalar;
+      for (uint32_t i = 0; i < cnt; i++) {
+        const char *pat = n->kind == FE_NODE_SEQ ? n->items[i]->scalar : n->scalar;
+        if (pat[0]) job->split_patterns[k][job->nsplit_patterns[k]++] = pat; /* "": the default */
+      }
     }
     job->data_normalize = d[ISO_NORMALIZE].b;
     job->data_shuffle = d[ISO_SHUFFLE].b;

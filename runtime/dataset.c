@@ -39,6 +39,12 @@ static bool is_dir(const char *p) {
   return stat(p, &sb) == 0 && S_ISDIR(sb.st_mode);
 }
 
+/* The first pattern of a split (the config's, else the default), for messages and defaults. */
+static const char *split_pattern(const fe_job_t *job, rt_split_kind_t s) {
+  if (job->nsplit_patterns[s]) return job->split_patterns[s][0];
+  return s == RT_SPLIT_TRAIN ? "train_*.tsv" : s == RT_SPLIT_VALID ? "validation.tsv" : "test.tsv";
+}
+
 ad_status_t rt_dataset_folder(const fe_job_t *job, char **out) {
   *out = NULL;
   const char *p = job->data_path && job->data_path[0] ? job->data_path : ".";
@@ -63,19 +69,11 @@ ad_status_t rt_dataset_folder(const fe_job_t *job, char **out) {
       "'%s/'",
       p, env && env[0] && p[0] != '/' ? " (nor is $AIDOMM_DATA/" : "",
       env && env[0] && p[0] != '/' ? p : "", env && env[0] && p[0] != '/' ? ")" : "",
-      job->train_split_files[0] ? job->train_split_files : "train_*.tsv",
-      job->valid_split_files[0] ? job->valid_split_files : "validation.tsv",
-      job->test_split_files[0] ? job->test_split_files : "test.tsv", p);
+      split_pattern(job, RT_SPLIT_TRAIN), split_pattern(job, RT_SPLIT_VALID),
+      split_pattern(job, RT_SPLIT_TEST), p);
   return st;
 }
 
-static const char *split_pattern(const fe_job_t *job, rt_split_kind_t s) {
-  const char *p = s == RT_SPLIT_TRAIN ? job->train_split_files
-                  : s == RT_SPLIT_VALID ? job->valid_split_files
-                                        : job->test_split_files;
-  if (p && p[0]) return p;
-  return s == RT_SPLIT_TRAIN ? "train_*.tsv" : s == RT_SPLIT_VALID ? "validation.tsv" : "test.tsv";
-}
 
 /* The header field named `name` in the file's first non-blank line, or -1 (the selection of
  * rt_tsv_open covers labels and inputs; the id column is optional, so it is looked up here). */
