@@ -84,25 +84,46 @@ static int fit_argv(char **argv, char *bin, const char *out, bool resume, char *
   return n;
 }
 
-/* Runs fit to completion or until killed; returns the wait status. kill_after_ms > 0 sends
- * `sig` after that many milliseconds. */
-static int run_fit(const char *out, bool resume, const char *fault, int sig, long kill_after_ms) {
+/* How a fit run is started and disturbed. */
+typedef struct fit_run {
+  bool resume;             /* --ckpt_path last.safetensors */
+  const char *fault;       /* AIDOMM_FAULT_INJECT, or NULL */
+  const char *key, *value; /* one more override, or NULL */
+  long fsize_limit;        /* > 0: RLIMIT_FSIZE (a full disk: writes fail with EFBIG) */
+  int sig;                 /* with kill_after_ms > 0: the signal sent */
+  long kill_after_ms;
+} fit_run_t;
+
+/* Runs fit in `out` (stderr to tmp/child.err) to completion or until killed; returns the wait
+ * status. */
+static int spawn_fit(const char *out, const fit_run_t *r) {
   char bin[1024], ckpt[1100];
-  char *argv[32];
-  fit_argv(argv, bin, out, resume, ckpt);
+  char *argv[40];
+  int n = fit_argv(argv, bin, out, r->resume, ckpt);
+  if (r->key) {
+    argv[n++] = (char *)r->key;
+    argv[n++] = (char *)r->value;
+    argv[n] = NULL;
+  }
   pid_t pid = fork();
   ck_assert_int_ge(pid, 0);
   if (pid == 0) {
-    if (!freopen("/dev/null", "w", stdout) || !freopen("/dev/null", "w", stderr)) _exit(126);
+    if (!freopen("/dev/null", "w", stdout)) _exit(126);
+    if (!freopen(tu_tmpdir_path("child.err"), "w", stderr)) _exit(126);
     mkdir(out, 0777);
     if (chdir(out) != 0) _exit(125);
-    if (fault) setenv("AIDOMM_FAULT_INJECT", fault, 1);
+    if (r->fault) setenv("AIDOMM_FAULT_INJECT", r->fault, 1);
     else unsetenv("AIDOMM_FAULT_INJECT");
+    if (r->fsize_limit > 0) {
+      signal(SIGXFSZ, SIG_IGN);
+      struct rlimit rl = {(rlim_t)r->fsize_limit, (rlim_t)r->fsize_limit};
+      setrlimit(RLIMIT_FSIZE, &rl);
+    }
     execv(bin, argv);
     _exit(127);
   }
-  if (kill_after_ms > 0) {
-    if (sig == SIGTERM || sig == SIGINT) {
+  if (r->kill_after_ms > 0) {
+    if (r->sig == SIGTERM || r->sig == SIGINT) {
       /* SIGTERM must land once the handlers are in place (the first logged step), else the
        * default action kills the run before it could save (slow under the sanitizers) */
       char csv[1100];
@@ -114,13 +135,18 @@ static int run_fit(const char *out, bool resume, const char *fault, int sig, lon
         nanosleep(&tick, NULL);
       }
     }
-    struct timespec ts = {kill_after_ms / 1000, (kill_after_ms % 1000) * 1000000L};
+    struct timespec ts = {r->kill_after_ms / 1000, (r->kill_after_ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
-    kill(pid, sig);
+    kill(pid, r->sig);
   }
   int status = 0;
   ck_assert_int_eq(waitpid(pid, &status, 0), pid);
   return status;
+}
+
+static int run_fit(const char *out, bool resume, const char *fault, int sig, long kill_after_ms) {
+  fit_run_t r = {.resume = resume, .fault = fault, .sig = sig, .kill_after_ms = kill_after_ms};
+  return spawn_fit(out, &r);
 }
 
 static bool exists(const char *p) {
@@ -258,35 +284,10 @@ START_TEST(test_sigterm_saves_and_exits_143) {
 }
 END_TEST
 
-/* Runs fit in `out` with extra arguments and an optional file-size limit (as a full disk: the
- * write fails with EFBIG); returns the wait status. */
 static int run_fit_extra(const char *out, const char *k1, const char *v1, long fsize_limit,
                          bool resume) {
-  char bin[1024], ckpt[1100];
-  char *argv[40];
-  int n = fit_argv(argv, bin, out, resume, ckpt);
-  argv[n++] = (char *)k1;
-  argv[n++] = (char *)v1;
-  argv[n] = NULL;
-  pid_t pid = fork();
-  ck_assert_int_ge(pid, 0);
-  if (pid == 0) {
-    if (!freopen("/dev/null", "w", stdout)) _exit(126);
-    if (!freopen(tu_tmpdir_path("child.err"), "w", stderr)) _exit(126);
-    mkdir(out, 0777);
-    if (chdir(out) != 0) _exit(125);
-    unsetenv("AIDOMM_FAULT_INJECT");
-    if (fsize_limit > 0) {
-      signal(SIGXFSZ, SIG_IGN);
-      struct rlimit rl = {(rlim_t)fsize_limit, (rlim_t)fsize_limit};
-      setrlimit(RLIMIT_FSIZE, &rl);
-    }
-    execv(bin, argv);
-    _exit(127);
-  }
-  int status = 0;
-  ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-  return status;
+  fit_run_t r = {.resume = resume, .key = k1, .value = v1, .fsize_limit = fsize_limit};
+  return spawn_fit(out, &r);
 }
 
 START_TEST(test_sigint_saves_and_exits_130) {
