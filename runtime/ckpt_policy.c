@@ -920,6 +920,18 @@ ad_status_t rt_ckpt_policy_on_train_batch_end(rt_ckpt_policy_t *p, int64_t step,
   return save_last(p, &e);
 }
 
+/* The epoch-trigger rule shared by validation end and train epoch end (Lightning's
+ * _save_topk_checkpoint when every_n_epochs divides epoch + 1, then _save_last_checkpoint when
+ * this step saved, or always for save_last "link" once something was saved). */
+static ad_status_t epoch_save(rt_ckpt_policy_t *p, ev_t *e) {
+  if (p->every_epochs >= 1 && (e->epoch + 1) % p->every_epochs == 0)
+    AD_RETURN_IF_ERROR(save_topk(p, e));
+  if (p->last_global_step_saved == e->step ||
+      (p->s.save_last == RT_CKPT_SAVE_LAST_LINK && p->last_checkpoint_saved[0]))
+    AD_RETURN_IF_ERROR(save_last(p, e));
+  return AD_OK;
+}
+
 ad_status_t rt_ckpt_policy_on_validation_end(rt_ckpt_policy_t *p, int64_t step, int64_t epoch,
                                              const rt_ckpt_metric_t *logged, size_t nlogged,
                                              rt_ckpt_actions_t *out) {
@@ -933,24 +945,14 @@ ad_status_t rt_ckpt_policy_on_validation_end(rt_ckpt_policy_t *p, int64_t step, 
     p->defer = false;
     return AD_OK;
   }
-  if (p->every_epochs >= 1 && (epoch + 1) % p->every_epochs == 0)
-    AD_RETURN_IF_ERROR(save_topk(p, &e));
-  if (p->last_global_step_saved == step ||
-      (p->s.save_last == RT_CKPT_SAVE_LAST_LINK && p->last_checkpoint_saved[0]))
-    AD_RETURN_IF_ERROR(save_last(p, &e));
-  return AD_OK;
+  return epoch_save(p, &e);
 }
 
 ad_status_t rt_ckpt_policy_on_train_epoch_end(rt_ckpt_policy_t *p, int64_t step, int64_t epoch,
                                               rt_ckpt_actions_t *out) {
   ev_t e = {step, epoch, out};
   if (p->last_global_step_saved == step || !p->soe) return AD_OK;
-  if (p->every_epochs >= 1 && (epoch + 1) % p->every_epochs == 0)
-    AD_RETURN_IF_ERROR(save_topk(p, &e));
-  if (p->last_global_step_saved == step ||
-      (p->s.save_last == RT_CKPT_SAVE_LAST_LINK && p->last_checkpoint_saved[0]))
-    AD_RETURN_IF_ERROR(save_last(p, &e));
-  return AD_OK;
+  return epoch_save(p, &e);
 }
 
 ad_status_t rt_ckpt_policy_on_train_end(rt_ckpt_policy_t *p, int64_t step, int64_t epoch,
