@@ -20,6 +20,7 @@
 #include "runtime/safetensors.h"
 #include "runtime/train.h"
 #include "support/golden.h"
+#include "support/peer_run.h"
 #include "support/test_util.h"
 
 #define K 30
@@ -171,11 +172,8 @@ START_TEST(test_predict_job_and_log2tpm) {
 END_TEST
 
 START_TEST(test_zscore_matches_peer) {
-  fe_config_t *c = NULL;
-  tu_ok(fe_config_load(tu_source_path("tests/configs/predict/tiny3_concat.yaml"), 0, NULL, &c));
-  c->warn_stream = NULL;
   fe_job_t job;
-  tu_ok(fe_config_job(c, &job));
+  fe_config_t *c = pr_load_job("tests/configs/predict/tiny3_concat.yaml", &job);
   char data[4096];
   snprintf(data, sizeof data, "%s", tu_source_path("tests/golden/predict/data"));
   job.data_path = data;
