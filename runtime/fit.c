@@ -147,36 +147,25 @@ static ad_status_t save_training(rt_ctx_t *c, const char *path, const fit_pos_t 
 static ad_status_t resume_from(rt_ctx_t *c, fit_pos_t *pos, char **policy_json) {
   memset(pos, 0, sizeof *pos);
   *policy_json = NULL;
-  const char *path = c->job.ckpt_path;
-  if (!path || !path[0]) return AD_OK;
-  rt_st_file_t *f = NULL;
-  AD_RETURN_IF_ERROR(rt_st_open(path, &f));
-  const char *ts = rt_st_metadata(f, "aidomm.train_state");
-  ad_status_t st = AD_OK;
-  if (ts) {
-    json_error_t e;
-    json_t *o = json_loads(ts, 0, &e);
-    json_t *gs = o ? json_object_get(o, "global_step") : NULL;
-    json_t *ep = o ? json_object_get(o, "epoch") : NULL;
-    json_t *bi = o ? json_object_get(o, "batch_in_epoch") : NULL;
-    if (!json_is_integer(gs) || !json_is_integer(ep) || !json_is_integer(bi) ||
-        json_integer_value(gs) < 0 || json_integer_value(ep) < 0 || json_integer_value(bi) < 0) {
-      st = ad_status_make(AD_STATUS_DATA_LOSS, "%s: metadata aidomm.train_state is malformed",
-                          path);
-    } else {
-      pos->step = json_integer_value(gs);
-      pos->epoch = json_integer_value(ep);
-      pos->batch = json_integer_value(bi);
-      json_t *cp = json_object_get(o, "checkpoint_callback");
-      if (cp) *policy_json = json_dumps(cp, JSON_COMPACT | JSON_SORT_KEYS);
-    }
+  const char *ts = c->train_state, *path = c->job.ckpt_path;
+  if (!ts) return AD_OK; /* no checkpoint, or a model checkpoint: a fresh run from its weights */
+  json_error_t e;
+  json_t *o = json_loads(ts, 0, &e);
+  json_t *gs = o ? json_object_get(o, "global_step") : NULL;
+  json_t *ep = o ? json_object_get(o, "epoch") : NULL;
+  json_t *bi = o ? json_object_get(o, "batch_in_epoch") : NULL;
+  if (!json_is_integer(gs) || !json_is_integer(ep) || !json_is_integer(bi) ||
+      json_integer_value(gs) < 0 || json_integer_value(ep) < 0 || json_integer_value(bi) < 0) {
     json_decref(o);
+    return ad_status_make(AD_STATUS_DATA_LOSS, "%s: metadata aidomm.train_state is malformed",
+                          path);
   }
-  rt_st_close(f);
-  if (st || !ts) return st;
-  if (!c->job.reset_optimizer_states)
-    AD_RETURN_IF_ERROR(rt_weights_load_checkpoint_ex(c->state, path, c->job.strict_loading, true,
-                                                     NULL));
+  pos->step = json_integer_value(gs);
+  pos->epoch = json_integer_value(ep);
+  pos->batch = json_integer_value(bi);
+  json_t *cp = json_object_get(o, "checkpoint_callback");
+  if (cp) *policy_json = json_dumps(cp, JSON_COMPACT | JSON_SORT_KEYS);
+  json_decref(o);
   AD_RETURN_IF_ERROR(rt_mkdirs(c->out_dir));
   AD_RETURN_IF_ERROR(rt_metrics_csv_truncate_after(c, pos->step));
   fprintf(c->out, "fit: resuming from %s at step %lld (epoch %lld, batch %lld)%s\n", path,

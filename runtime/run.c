@@ -246,48 +246,54 @@ static ad_status_t load_weights(rt_ctx_t *c) {
     if (st) return st;
   }
   if (!j->ckpt_path || !j->ckpt_path[0]) return AD_OK;
+  /* The metadata first (one read): the training state a fit resumes from, the label statistics
+   * that win over recomputing them, and the seed check below. */
+  AD_RETURN_IF_ERROR(rt_weights_refuse_pickle(j->ckpt_path));
+  rt_st_file_t *f = NULL;
+  AD_RETURN_IF_ERROR(rt_st_open(j->ckpt_path, &f));
+  ad_status_t st = AD_OK;
+  const char *ts = rt_st_metadata(f, "aidomm.train_state");
+  if (ts && !(c->train_state = strdup(ts))) st = ad_status_make(AD_STATUS_RESOURCE, "out of memory");
+  /* save_peft_only leaves frozen base weights out of the checkpoint; when they were random
+   * (from_scratch) they come back only from the same seed_everything */
+  json_t *o = ts ? json_loads(ts, 0, NULL) : NULL;
+  json_t *sd = o ? json_object_get(o, "seed") : NULL;
+  bool random_base = false;
+  for (uint32_t i = 0; i < j->nbackbones; i++) random_base |= !j->backbones[i].pretrained;
+  size_t nosave = 0;
+  for (uint32_t i = 0; i < c->state->module->nslots; i++)
+    nosave += (c->state->module->slots[i].flags & IR_SLOT_NOSAVE) != 0;
+  if (json_is_integer(sd) && json_integer_value(sd) != j->seed && random_base && nosave)
+    fprintf(stderr,
+            "aidomm-rt: warning: %s was trained with seed_everything %lld but this run uses "
+            "%lld; its %zu frozen slots left out by save_peft_only were random (from_scratch) "
+            "and are re-drawn from this seed, so predictions differ: pass "
+            "--seed_everything %lld\n",
+            j->ckpt_path, (long long)json_integer_value(sd), (long long)j->seed, nosave,
+            (long long)json_integer_value(sd));
+  json_decref(o);
+  const char *zs = rt_st_metadata(f, "aidomm.label_zscore");
+  if (!st && zs) {
+    st = rt_zscore_from_json(zs, &c->z);
+    if (st) st = ad_status_annotate(st, "%s: metadata aidomm.label_zscore", j->ckpt_path);
+    else c->z_from_ckpt = true;
+  }
+  rt_st_close(f);
+  if (st) return st;
+  /* a fit resuming from a training checkpoint takes the AdamW moments too (Lightning's resume),
+   * unless reset_optimizer_states */
+  bool optimizer = c->kind == PLAN_JOB_FIT && c->train_state && !j->reset_optimizer_states;
   rt_weights_report_t rep;
   memset(&rep, 0, sizeof rep);
-  ad_status_t st = rt_weights_load_checkpoint(c->state, j->ckpt_path, j->strict_loading, &rep);
+  st = rt_weights_load_checkpoint_ex(c->state, j->ckpt_path, j->strict_loading, optimizer, &rep);
   if (!st) {
-    fprintf(c->out, "weights: checkpoint %s (%zu tensors%s", j->ckpt_path, rep.nloaded,
-            j->strict_loading ? ", strict)\n" : "");
+    fprintf(c->out, "weights: checkpoint %s (%zu tensors%s%s", j->ckpt_path, rep.nloaded,
+            optimizer ? ", the optimizer state included" : "", j->strict_loading ? ", strict)\n" : "");
     if (!j->strict_loading)
       fprintf(c->out, ", non-strict: %zu missing kept their values, %zu unexpected ignored)\n",
               rep.nmissing, rep.nunexpected);
   }
   rt_weights_report_free(&rep);
-  if (st) return st;
-  /* label statistics stored with the checkpoint win over recomputing them */
-  rt_st_file_t *f = NULL;
-  if (!rt_st_open(j->ckpt_path, &f)) {
-    /* save_peft_only leaves frozen base weights out of the checkpoint; when they were random
-     * (from_scratch) they come back only from the same seed_everything */
-    const char *ts = rt_st_metadata(f, "aidomm.train_state");
-    json_t *o = ts ? json_loads(ts, 0, NULL) : NULL;
-    json_t *sd = o ? json_object_get(o, "seed") : NULL;
-    bool random_base = false;
-    for (uint32_t i = 0; i < j->nbackbones; i++) random_base |= !j->backbones[i].pretrained;
-    size_t nosave = 0;
-    for (uint32_t i = 0; i < c->state->module->nslots; i++)
-      nosave += (c->state->module->slots[i].flags & IR_SLOT_NOSAVE) != 0;
-    if (json_is_integer(sd) && json_integer_value(sd) != j->seed && random_base && nosave)
-      fprintf(stderr,
-              "aidomm-rt: warning: %s was trained with seed_everything %lld but this run uses "
-              "%lld; its %zu frozen slots left out by save_peft_only were random (from_scratch) "
-              "and are re-drawn from this seed, so predictions differ: pass "
-              "--seed_everything %lld\n",
-              j->ckpt_path, (long long)json_integer_value(sd), (long long)j->seed, nosave,
-              (long long)json_integer_value(sd));
-    json_decref(o);
-    const char *zs = rt_st_metadata(f, "aidomm.label_zscore");
-    if (zs) {
-      st = rt_zscore_from_json(zs, &c->z);
-      if (st) st = ad_status_annotate(st, "%s: metadata aidomm.label_zscore", j->ckpt_path);
-      else c->z_from_ckpt = true;
-    }
-    rt_st_close(f);
-  }
   return st;
 }
 
@@ -341,6 +347,7 @@ ad_status_t rt_run_plan(const plan_t *p, const rt_run_options_t *o) {
   if (!st) st = c.kind == PLAN_JOB_FIT ? rt_fit(&c) : rt_evaluate(&c);
   rt_state_free(c.state);
   rt_zscore_free(&c.z);
+  free(c.train_state);
   free(c.out_dir);
   fe_config_free(c.cfg);
   return st;

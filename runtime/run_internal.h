@@ -19,6 +19,7 @@ typedef struct rt_ctx {
   rt_state_t *state;
   rt_zscore_t z;         /* label statistics; z.k == 0 when labels are not normalised */
   bool z_from_ckpt;
+  char *train_state;     /* --ckpt_path's aidomm.train_state metadata (JSON), or NULL */
   char *out_dir;         /* predictions, metrics.csv */
   rt_dataset_options_t dopt;
 } rt_ctx_t;
