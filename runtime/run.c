@@ -288,7 +288,8 @@ static ad_status_t load_weights(rt_ctx_t *c) {
   st = rt_weights_load_checkpoint_ex(c->state, j->ckpt_path, j->strict_loading, optimizer, &rep);
   if (!st) {
     fprintf(c->out, "weights: checkpoint %s (%zu tensors%s%s", j->ckpt_path, rep.nloaded,
-            optimizer ? ", the optimizer state included" : "", j->strict_loading ? ", strict)\n" : "");
+            optimizer ? ", the optimizer state included" : "",
+            j->strict_loading ? ", strict)\n" : "");
     if (!j->strict_loading)
       fprintf(c->out, ", non-strict: %zu missing kept their values, %zu unexpected ignored)\n",
               rep.nmissing, rep.nunexpected);
